@@ -9,7 +9,9 @@ import pytest
 # Implicit rank promotion hides shape bugs ([B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-MNIST_DIR = Path(os.environ.get("JAXGAN_TEST_MNIST", Path(__file__).parents[1] / "../shared/data/mnist"))
+MNIST_DIR = Path(
+    os.environ.get("JAXGAN_TEST_MNIST", Path(__file__).parents[1] / "../shared/data/mnist")
+)
 
 
 @pytest.fixture(scope="session")

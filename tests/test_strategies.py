@@ -1,0 +1,307 @@
+"""Each strategy's gradients, checked against an independent computation of what it claims.
+
+The optimizer here is plain SGD that also records the gradient it was given, so after one step
+`state.g_opt_state` and `state.d_opt_state` hold exactly the gradients G and D received. The
+expected gradients are computed from scratch with `jax.grad` of the losses written out in
+log-sigmoid form, never through `jaxgan.strategies`.
+"""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
+from jaxgan.models import MODELS
+
+B = 8
+LR = 0.1
+
+
+def recording_sgd(lr: float) -> optax.GradientTransformation:
+    """SGD whose state is the last gradient it received."""
+
+    def init(params):
+        return jax.tree.map(jnp.zeros_like, params)
+
+    def update(grads, state, params=None):
+        del state, params
+        return jax.tree.map(lambda g: -lr * g, grads), grads
+
+    return optax.GradientTransformation(init, update)
+
+
+def small_models(name):
+    # The same architectures; the DCGAN narrowed so that the tests stay fast.
+    return make_models(name, features=8) if name == "dcgan" else make_models(name)
+
+
+def batch(seed: int = 1):
+    real = jax.random.uniform(jax.random.key(seed), (B, 28, 28, 1))
+    noise = jax.random.normal(jax.random.key(seed + 1), (B, 100))
+    return real, noise
+
+
+class Problem:
+    """One model pair at its initial point, with the losses written out independently."""
+
+    def __init__(self, name: str):
+        self.G, self.D = small_models(name)
+        sgd = recording_sgd(LR)
+        self.state = create_state(jax.random.key(0), self.G, self.D, sgd, sgd)
+        self.optimizer = sgd
+        self.real, self.noise = batch()
+
+    def g(self, g_params):
+        variables = {"params": g_params, "batch_stats": self.state.g_batch_stats}
+        return self.G.apply(variables, self.noise, train=True, mutable=["batch_stats"])[0]
+
+    def d(self, d_params, images):
+        variables = {"params": d_params, "batch_stats": self.state.d_batch_stats}
+        return self.D.apply(variables, images, train=True, mutable=["batch_stats"])[0]
+
+    def g_loss(self, g_params, d_params):
+        return -jax.nn.log_sigmoid(self.d(d_params, self.g(g_params))).mean()
+
+    def d_loss(self, g_params, d_params):
+        fake = self.d(d_params, self.g(g_params))
+        real = self.d(d_params, self.real)
+        return -jax.nn.log_sigmoid(-fake).mean() - jax.nn.log_sigmoid(real).mean()
+
+    def both(self, g_params, d_params):
+        return self.g_loss(g_params, d_params) + self.d_loss(g_params, d_params)
+
+    def step(self, strategy: str):
+        step = make_train_step(strategy, self.G, self.D, self.optimizer, self.optimizer)
+        new_state, metrics = jax.jit(step)(self.state, self.real, self.noise)
+        return new_state.g_opt_state, new_state.d_opt_state, new_state, metrics
+
+
+def sgd_step(params, grads):
+    return jax.tree.map(lambda p, g: p - LR * g, params, grads)
+
+
+def max_diff(a, b) -> float:
+    return max(
+        float(jnp.abs(x - y).max())
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def assert_close(actual, expected):
+    """Equal to float32 rounding, measured against the size of the whole gradient.
+
+    Gradients summed in a different order differ by rounding relative to the terms summed, not
+    to the result: an element that cancels to near zero keeps an absolute error of the order of
+    the network's larger gradients. (The MLP generator's biases before BatchNorm have a zero
+    gradient in exact arithmetic; what either computation returns for them is such rounding.)
+    """
+    scale = max(float(jnp.abs(e).max()) for e in jax.tree.leaves(expected))
+    for (path, e), a in zip(
+        jax.tree_util.tree_leaves_with_path(expected), jax.tree.leaves(actual), strict=True
+    ):
+        np.testing.assert_allclose(
+            a, e, rtol=1e-5, atol=2e-6 * scale, err_msg=jax.tree_util.keystr(path)
+        )
+
+
+def assert_matches_not(actual, expected, wrong):
+    """`actual` equals `expected` to float32 rounding and is far from the `wrong` alternative."""
+    assert_close(actual, expected)
+    assert max_diff(actual, wrong) > 100 * max(max_diff(actual, expected), 1e-7)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def problem(request):
+    return Problem(request.param)
+
+
+def grad_g(f, p: Problem, g_params=None, d_params=None):
+    g_params = p.state.g_params if g_params is None else g_params
+    d_params = p.state.d_params if d_params is None else d_params
+    return jax.grad(f, argnums=0)(g_params, d_params)
+
+
+def grad_d(f, p: Problem, g_params=None, d_params=None):
+    g_params = p.state.g_params if g_params is None else g_params
+    d_params = p.state.d_params if d_params is None else d_params
+    return jax.grad(f, argnums=1)(g_params, d_params)
+
+
+def test_two_pass_trains_d_on_fakes_from_the_updated_generator(problem):
+    p = problem
+    g_grad, d_grad, _, _ = p.step("two_pass")
+    expected_g = grad_g(p.g_loss, p)
+    assert_close(g_grad, expected_g)
+    g_next = sgd_step(p.state.g_params, expected_g)
+    assert_matches_not(d_grad, grad_d(p.d_loss, p, g_params=g_next), wrong=grad_d(p.d_loss, p))
+
+
+def test_shared_joint_gives_both_networks_the_gradient_of_the_sum(problem):
+    p = problem
+    g_grad, d_grad, _, _ = p.step("shared_joint")
+    assert_matches_not(g_grad, grad_g(p.both, p), wrong=grad_g(p.g_loss, p))
+    assert_matches_not(d_grad, grad_d(p.both, p), wrong=grad_d(p.d_loss, p))
+
+
+def test_shared_sequential_gives_d_the_d_loss_alone(problem):
+    p = problem
+    g_grad, d_grad, _, _ = p.step("shared_sequential")
+    assert_matches_not(g_grad, grad_g(p.g_loss, p), wrong=grad_g(p.both, p))
+    assert_matches_not(d_grad, grad_d(p.d_loss, p), wrong=grad_d(p.both, p))
+
+
+def test_shared_accumulate_adds_g_loss_gradient_to_d(problem):
+    p = problem
+    g_grad, d_grad_acc, _, _ = p.step("shared_accumulate")
+    _, d_grad_seq, _, _ = p.step("shared_sequential")
+    assert_matches_not(g_grad, grad_g(p.g_loss, p), wrong=grad_g(p.both, p))
+    # What the notes describe: D's update is d_loss's gradient plus g_loss's.
+    difference = jax.tree.map(jnp.subtract, d_grad_acc, d_grad_seq)
+    assert_close(difference, grad_d(p.g_loss, p))
+    assert_matches_not(d_grad_acc, grad_d(p.both, p), wrong=d_grad_seq)
+
+
+def test_d_first_trains_g_through_the_updated_discriminator(problem):
+    p = problem
+    g_grad, d_grad, _, _ = p.step("d_first")
+    expected_d = grad_d(p.d_loss, p)
+    assert_close(d_grad, expected_d)
+    d_next = sgd_step(p.state.d_params, expected_d)
+    assert_matches_not(g_grad, grad_g(p.g_loss, p, d_params=d_next), wrong=grad_g(p.g_loss, p))
+
+
+def test_gradient_on_discriminator_logits_shows_method_1_is_cooperative():
+    # The MLP discriminator's last layer has a bias b, and ∂L/∂b is the sum of the loss's
+    # gradients on the logits. For g_loss + d_loss that is Σ_fake (2σ(s) - 1)/B (both networks
+    # pushed towards σ = 1/2 on fakes) plus Σ_real (σ(r) - 1)/B; for d_loss alone it is
+    # Σ_fake σ(s)/B plus the same real part.
+    p = Problem("mlp")
+    fake = p.d(p.state.d_params, p.g(p.state.g_params))
+    real = p.d(p.state.d_params, p.real)
+    real_part = ((jax.nn.sigmoid(real) - 1) / B).sum()
+    cooperative = ((2 * jax.nn.sigmoid(fake) - 1) / B).sum() + real_part
+    adversarial = (jax.nn.sigmoid(fake) / B).sum() + real_part
+    expected = {
+        "shared_joint": cooperative,
+        "shared_accumulate": cooperative,
+        "shared_sequential": adversarial,
+    }
+    for strategy, value in expected.items():
+        _, d_grad, _, _ = p.step(strategy)
+        last_bias = d_grad["Dense_2"]["bias"][0]
+        np.testing.assert_allclose(last_bias, value, rtol=1e-5, err_msg=strategy)
+    assert abs(float(cooperative - adversarial)) > 1e-3
+
+
+class Counted(nn.Module):
+    """Counts training-mode calls of the wrapped module in its `batch_stats`."""
+
+    inner: nn.Module
+
+    @property
+    def latent_dim(self):
+        return self.inner.latent_dim
+
+    @property
+    def image_shape(self):
+        return self.inner.image_shape
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        calls = self.variable("batch_stats", "calls", lambda: jnp.zeros((), jnp.int32))
+        if train and not self.is_initializing():
+            calls.value += 1
+        return self.inner(x, train=train)
+
+
+NETWORK_CALLS = {  # (G calls, D calls) per step, as the PyTorch code makes them
+    "two_pass": (2, 3),
+    "shared_joint": (1, 2),
+    "shared_sequential": (1, 2),
+    "shared_accumulate": (1, 2),
+    "d_first": (1, 3),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_network_call_advances_batch_stats_once(strategy):
+    G, D = small_models("dcgan")
+    G, D = Counted(G), Counted(D)
+    tx = adam()
+    state = create_state(jax.random.key(0), G, D, tx, tx)
+    step = jax.jit(make_train_step(strategy, G, D, tx, tx))
+    for _ in range(2):
+        state, _ = step(state, *batch())
+    g_calls, d_calls = NETWORK_CALLS[strategy]
+    assert int(state.g_batch_stats["calls"]) == 2 * g_calls
+    assert int(state.d_batch_stats["calls"]) == 2 * d_calls
+
+
+# The calls that update running statistics, in order: (network, its params, input).
+CALL_ORDER = {
+    "two_pass": [("G", 0, "z"), ("D", 0, "fake0"), ("G", 1, "z"), ("D", 0, "fake1"),
+                 ("D", 0, "real")],
+    "shared_joint": [("G", 0, "z"), ("D", 0, "fake0"), ("D", 0, "real")],
+    "d_first": [("G", 0, "z"), ("D", 0, "real"), ("D", 0, "fake0"), ("D", 1, "fake0")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", CALL_ORDER)
+def test_running_statistics_follow_the_pytorch_call_order(strategy):
+    G, D = small_models("dcgan")
+    tx = adam()
+    state = create_state(jax.random.key(0), G, D, tx, tx)
+    real, noise = batch()
+    new_state, _ = jax.jit(make_train_step(strategy, G, D, tx, tx))(state, real, noise)
+
+    def run(module, params, stats, x):
+        variables = {"params": params, "batch_stats": stats}
+        out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return out, mutated["batch_stats"]
+
+    g_params = [state.g_params, new_state.g_params]
+    d_params = [state.d_params, new_state.d_params]
+    g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
+    inputs = {"z": noise, "real": real}
+    for net, version, name in CALL_ORDER[strategy]:
+        if net == "G":
+            fake, g_stats = run(G, g_params[version], g_stats, inputs[name])
+            inputs[f"fake{version}"] = fake
+        else:
+            _, d_stats = run(D, d_params[version], d_stats, inputs[name])
+    chex.assert_trees_all_close(new_state.g_batch_stats, g_stats, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(new_state.d_batch_stats, d_stats, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_jit_matches_eager_and_never_retraces(strategy, model):
+    G, D = small_models(model)
+    sgd = recording_sgd(LR)  # compares gradients, which Adam's normalisation would blur
+    state = create_state(jax.random.key(0), G, D, sgd, sgd)
+    raw_step = make_train_step(strategy, G, D, sgd, sgd)
+    with jax.disable_jit():
+        eager_state, eager_metrics = raw_step(state, *batch())
+
+    chex.clear_trace_counter()  # counts are kept per code object, shared across parameters
+    step = jax.jit(chex.assert_max_traces(raw_step, n=1), donate_argnums=0)
+    state, metrics = step(jax.tree.map(jnp.copy, state), *batch())
+    for field in ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_batch_stats",
+                  "d_batch_stats"):  # fmt: skip
+        if jax.tree.leaves(getattr(state, field)):
+            assert_close(getattr(state, field), getattr(eager_state, field))
+    chex.assert_trees_all_close(metrics, eager_metrics, rtol=1e-5)
+    for seed in range(2, 5):  # new data each step: one trace, one compilation
+        state, metrics = step(state, *batch(seed))
+    assert int(state.step) == 4
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_unknown_strategy_names_the_choices():
+    G, D = make_models("mlp")
+    with pytest.raises(ValueError, match="two_pass"):
+        make_train_step("simultaneous", G, D, adam(), adam())

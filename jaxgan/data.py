@@ -154,8 +154,7 @@ def load_idx_split(data_dir: str | os.PathLike, split: Split = "train") -> Datas
         raise DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, not 28x28")
     if len(images) != len(labels):
         raise DataError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds "
-            f"{len(labels)} labels"
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
     if len(labels) and labels.max() > 9:
         raise DataError(f"{labels_path}: label {labels.max()} is outside 0..9")
@@ -198,7 +197,9 @@ def load_tfds(
     """
     if importlib.util.find_spec("tensorflow_datasets") is None:
         raise DataUnavailableError(
-            _offline_message(name, "tensorflow-datasets is not installed (pip install jaxgan[tfds])")
+            _offline_message(
+                name, "tensorflow-datasets is not installed (pip install jaxgan[tfds])"
+            )
         )
     import tensorflow_datasets as tfds
 
@@ -212,8 +213,9 @@ def load_tfds(
         if importlib.util.find_spec("tensorflow") is None:
             raise DataUnavailableError(
                 _offline_message(
-                    name, "it is not cached, and preparing it needs TensorFlow (pip install "
-                    "tensorflow-cpu)"
+                    name,
+                    "it is not cached, and preparing it needs TensorFlow (pip install "
+                    "tensorflow-cpu)",
                 )
             )
         builder.download_and_prepare()

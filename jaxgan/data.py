@@ -220,7 +220,7 @@ def load_tfds(
             )
         builder.download_and_prepare()
     source = builder.as_data_source(split=split)
-    examples = source.__getitems__(range(len(source))) if len(source) else []
+    examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
     labels = np.asarray([ex["label"] for ex in examples], np.int32)
     if images.shape[1:] != (28, 28, 1):

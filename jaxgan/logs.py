@@ -1,0 +1,96 @@
+"""What a run leaves behind for people: metrics as JSON lines and TensorBoard events, sample
+grids and loss curves as PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class MetricsLog:
+    """Appends scalar records to `<workdir>/metrics.jsonl` and to TensorBoard event files.
+
+    On resume from step `start_step`, records after it (written before a crash, beyond the
+    checkpoint the run resumes from) are dropped from both, so the logs describe one history.
+    """
+
+    def __init__(self, workdir: str | Path, start_step: int = 0):
+        from tensorboardX import SummaryWriter  # heavy import, only for runs that log
+
+        workdir = Path(workdir)
+        self.path = workdir / "metrics.jsonl"
+        if start_step and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r["step"] <= start_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        elif not start_step:
+            self.path.write_text("")
+        self._tb = SummaryWriter(
+            str(workdir / "tensorboard"), purge_step=start_step + 1 if start_step else None
+        )
+
+    def write(self, step: int, scalars: dict[str, float], **fields) -> None:
+        """Logs `scalars` at `step`; `fields` (epoch, ...) go to the JSON record only."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **fields, **scalars}) + "\n")
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a `metrics.jsonl`, in order."""
+    with Path(path).open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def image_grid(images: np.ndarray, pixel_range: str = "unit") -> np.ndarray:
+    """Tiles `[N, H, W, 1]` images (N a square) into one `uint8[sqrt(N) H, sqrt(N) W]` array."""
+    images = np.asarray(images, np.float32)
+    if pixel_range == "symmetric":
+        images = (images + 1) / 2
+    n, h, w, _ = images.shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"a grid needs a square number of images, got {n}")
+    tiles = images[..., 0].reshape(side, side, h, w).transpose(0, 2, 1, 3)
+    return np.round(np.clip(tiles.reshape(side * h, side * w), 0, 1) * 255).astype(np.uint8)
+
+
+def save_grid(images: np.ndarray, path: str | Path, pixel_range: str = "unit") -> None:
+    """Saves `image_grid(images)` as a PNG, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image_grid(images, pixel_range), mode="L").save(path)
+
+
+def plot_losses(metrics_path: str | Path, out: str | Path, title: str = "") -> None:
+    """Plots the losses and D's mean outputs of a `metrics.jsonl` against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    steps = [r["step"] for r in records]
+    fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for name in ("g_loss", "d_loss"):
+        ax_loss.plot(steps, [r[name] for r in records], label=name)
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        ax_d.plot(steps, [r[name] for r in records], label=label)
+    ax_d.set_ylabel("mean D output")
+    ax_d.set_xlabel("step")
+    ax_d.set_ylim(0, 1)
+    ax_d.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

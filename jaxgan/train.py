@@ -1,0 +1,305 @@
+"""The training loop: data on the device, many steps per dispatch, the host in sync only at log
+points.
+
+The training set lives on the device as `uint8`; each epoch's order is a permutation drawn on
+the device from `(data key, epoch)`, and each step's noise is drawn from `(noise key, step)`.
+A dispatch runs `log_every` steps under `lax.scan` with the state donated; only then does the
+host fetch the stacked metrics, check them for NaN or infinity, and log their means. Because
+order and noise are functions of the keys and the step, a run resumed from a checkpoint
+computes exactly what the uninterrupted run computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.data import Dataset, load_dataset
+from jaxgan.logs import MetricsLog, plot_losses, save_grid
+from jaxgan.models import make_models
+from jaxgan.state import GANState, adam, create_state
+from jaxgan.strategies import StepFn, make_train_step
+
+KEY_NAMES = ("init", "data", "noise", "sample")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after saving a checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The static parts of a run that a config builds: networks, optimizers, the step."""
+
+    config: TrainConfig
+    generator: object
+    discriminator: object
+    step_fn: StepFn
+
+    @classmethod
+    def build(cls, config: TrainConfig) -> Run:
+        output = "sigmoid" if config.pixel_range == "unit" else "tanh"
+        G, D = make_models(
+            config.model, latent_dim=config.latent_dim, output=output, features=config.features
+        )
+        g_tx, d_tx = cls.optimizers(config)
+        step_fn = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
+        return cls(config, G, D, step_fn)
+
+    @staticmethod
+    def optimizers(config: TrainConfig):
+        betas = (config.beta1, config.beta2)
+        return adam(config.g_lr, *betas), adam(config.d_lr, *betas)
+
+    def init_state(self, key: jax.Array) -> GANState:
+        return create_state(key, self.generator, self.discriminator, *self.optimizers(self.config))
+
+    def generate(self, state: GANState, noise: jax.Array) -> jax.Array:
+        """G(noise) in evaluation mode (BatchNorm uses its running statistics)."""
+        variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
+        return self.generator.apply(variables, noise, train=False)
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+    """The run's independent PRNG streams, all derived from one seed."""
+    return dict(zip(KEY_NAMES, jax.random.split(jax.random.key(seed), len(KEY_NAMES)), strict=True))
+
+
+def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
+    """`run(state, images, order, start, noise_key, length) -> (state, stacked metrics)`.
+
+    Runs `length` (static) consecutive steps of an epoch whose example order is `order`,
+    starting at batch position `start`, under `lax.scan`; jitted with the state donated.
+    """
+    batch_size, latent_dim = config.batch_size, config.latent_dim
+
+    def to_pixels(images):  # exactly ToTensor's x / 255, optionally mapped to [-1, 1]
+        x = images.astype(jnp.float32) / 255
+        return x * 2 - 1 if config.pixel_range == "symmetric" else x
+
+    @functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
+    def run(state, images, order, start, noise_key, length):
+        def body(state, i):
+            idx = jax.lax.dynamic_slice_in_dim(order, (start + i) * batch_size, batch_size)
+            noise_shape = (batch_size, latent_dim)
+            noise = jax.random.normal(jax.random.fold_in(noise_key, state.step), noise_shape)
+            return step_fn(state, to_pixels(images[idx]), noise)
+
+        return jax.lax.scan(body, state, jnp.arange(length))
+
+    return run
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_order(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    """The permutation of example indices used in `epoch`, drawn on the device."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+
+
+def _first_non_finite(metrics: dict[str, np.ndarray]) -> tuple[int, str] | None:
+    bad = ~np.stack([np.isfinite(v) for v in metrics.values()])  # [metric, step]
+    if not bad.any():
+        return None
+    step = int(np.argmax(bad.any(axis=0)))
+    return step, list(metrics)[int(np.argmax(bad[:, step]))]
+
+
+class _StopOnInterrupt:
+    """Turns the first Ctrl-C into a flag checked between dispatches; a second one raises.
+
+    A KeyboardInterrupt raised between a dispatch returning and its result being bound would
+    lose the new state while the old one was already donated; a flag cannot.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def train(
+    config: TrainConfig,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+) -> GANState:
+    """Trains a GAN as `config` says, writing logs, samples and checkpoints to `workdir`.
+
+    Args:
+      config: the run's settings; validated before anything is computed.
+      workdir: output folder: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/`,
+        `checkpoints/`, and `losses.png` at the end.
+      resume: continue from the newest checkpoint in `workdir` (its config must match, except
+        for `epochs`, `log_every` and `data_dir`); without it a non-empty workdir is an error.
+      dataset: the training set; `None` loads it as `config.dataset`/`config.data_dir` say.
+      progress: show a progress bar.
+
+    Returns:
+      The final state.
+
+    Raises:
+      ConfigError: a setting makes no sense, or resuming would change the run.
+      NonFiniteLossError: a loss became NaN or infinite (the newest checkpoint stays good).
+      Interrupted: Ctrl-C stopped training; a checkpoint of the last completed dispatch was saved.
+    """
+    config.validate()
+    workdir = Path(workdir)
+    _prepare_workdir(config, workdir, resume)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, "train", config.data_dir)
+    if config.train_examples is not None:
+        if config.train_examples > len(dataset):
+            raise ConfigError(
+                f"train_examples {config.train_examples} exceeds the {len(dataset)} examples "
+                f"in {dataset.source}"
+            )
+        dataset = dataset.take(config.train_examples)
+    config.validate(len(dataset))
+    config.warn_if_few_updates(len(dataset))
+
+    run = Run.build(config)
+    keys = run_keys(config.seed)
+    state = run.init_state(keys["init"])
+    checkpoints = Checkpointer(workdir)
+    if resume and checkpoints.latest_step() is not None:
+        state, keys, _ = checkpoints.restore(state, keys)
+
+    loop = _Loop(run, keys, dataset, checkpoints, workdir, int(state.step), progress)
+    try:
+        with _StopOnInterrupt() as interrupt:
+            state = loop.train_epochs(state, interrupt)
+    finally:
+        loop.close()
+    plot_losses(loop.log.path, workdir / "losses.png", f"{config.model} / {config.strategy}")
+    return state
+
+
+def _prepare_workdir(config: TrainConfig, workdir: Path, resume: bool) -> None:
+    config_path = workdir / "config.json"
+    if config_path.exists():
+        if not resume:
+            raise ConfigError(
+                f"{workdir} already holds a run; pass --resume to continue it or choose "
+                f"another --workdir"
+            )
+        config.check_resumable_from(TrainConfig.from_json(config_path.read_text()), workdir)
+    elif resume:
+        raise ConfigError(f"--resume given but {workdir} holds no run to resume")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(config.to_json())
+
+
+class _Loop:
+    """One run's epochs: dispatches, logging, sample grids and checkpoints."""
+
+    def __init__(self, run, keys, dataset, checkpoints, workdir, start_step, progress):
+        config = run.config
+        self.run, self.config, self.keys = run, config, keys
+        self.checkpoints, self.workdir = checkpoints, workdir
+        self.steps_per_epoch = config.steps_per_epoch(len(dataset))
+        self.images = jax.device_put(dataset.images)
+        self.run_chunk = make_chunk_runner(run.step_fn, config)
+        self.sample_noise = jax.random.normal(
+            keys["sample"], (config.num_samples, config.latent_dim)
+        )
+        self.log = MetricsLog(workdir, start_step=start_step)
+        self.bar = tqdm(
+            total=config.epochs * self.steps_per_epoch,
+            initial=start_step,
+            disable=not progress,
+            unit="step",
+            dynamic_ncols=True,
+        )
+
+    def train_epochs(self, state: GANState, interrupt: _StopOnInterrupt) -> GANState:
+        epoch, position = divmod(int(state.step), self.steps_per_epoch)
+        while epoch < self.config.epochs:
+            order = epoch_order(self.keys["data"], epoch, len(self.images))
+            while position < self.steps_per_epoch:
+                length = min(self.config.log_every, self.steps_per_epoch - position)
+                state = self._dispatch(state, order, epoch, position, length)
+                position += length
+                if interrupt.requested and position < self.steps_per_epoch:
+                    self._save(state, epoch, position)
+                    raise Interrupted(
+                        f"interrupted at step {int(state.step)} (epoch {epoch + 1}); checkpoint "
+                        f"saved in {self.checkpoints.directory}; continue with --resume"
+                    )
+            epoch, position = epoch + 1, 0
+            self._end_epoch(state, epoch)
+            if interrupt.requested and epoch < self.config.epochs:
+                raise Interrupted(
+                    f"interrupted after epoch {epoch}; checkpoint saved in "
+                    f"{self.checkpoints.directory}; continue with --resume"
+                )
+        return state
+
+    def _dispatch(self, state, order, epoch, position, length):
+        first_step = int(state.step)
+        started = time.perf_counter()
+        state, metrics = self.run_chunk(
+            state, self.images, order, position, self.keys["noise"], length
+        )
+        metrics = jax.device_get(metrics)  # the one host sync per dispatch
+        rate = length / (time.perf_counter() - started)
+        _check_finite(metrics, first_step, self.checkpoints)
+        means = {name: float(np.mean(values)) for name, values in metrics.items()}
+        self.log.write(first_step + length, means, epoch=epoch + 1, steps_per_sec=rate)
+        self.bar.update(length)
+        postfix = {"epoch": epoch + 1, "g_loss": means["g_loss"], "d_loss": means["d_loss"]}
+        self.bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"})
+        return state
+
+    def _end_epoch(self, state, epoch):
+        samples = self.run.generate(state, self.sample_noise)
+        path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
+        save_grid(samples, path, self.config.pixel_range)
+        self._save(state, epoch, 0)
+
+    def _save(self, state, epoch, position):
+        self.checkpoints.save(state, self.keys, {"epoch": epoch, "position": position})
+
+    def close(self):
+        self.bar.close()
+        self.log.close()
+        self.checkpoints.close()
+
+
+def _check_finite(metrics: dict[str, np.ndarray], first_step: int, checkpoints) -> None:
+    found = _first_non_finite(metrics)
+    if found is None:
+        return
+    index, name = found
+    last = checkpoints.latest_step()
+    where = f"the last good checkpoint is step {last}" if last else "no checkpoint was saved yet"
+    raise NonFiniteLossError(
+        f"{name} became {metrics[name][index]} at step {first_step + index + 1}; training "
+        f"stopped; {where} ({checkpoints.directory})"
+    )

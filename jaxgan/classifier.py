@@ -139,16 +139,15 @@ def features_and_logits(
 
     Returns:
       `(features float32[N, feature_dim], logits float32[N, num_classes])` on the host.
+
+    Raises:
+      ValueError: the images are not a non-empty `[N, 28, 28, 1]` batch.
     """
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-        raise ValueError(f"images must be [N, 28, 28, 1] (NHWC), got shape {images.shape}")
-    num = len(images)
-    if num == 0:
-        dims = (classifier.model.feature_dim, classifier.model.num_classes)
-        return np.zeros((0, dims[0]), np.float32), np.zeros((0, dims[1]), np.float32)
+    if images.ndim != 4 or images.shape[1:] != (28, 28, 1) or not len(images):
+        raise ValueError(f"images must be [N, 28, 28, 1] (NHWC), N > 0, got {images.shape}")
     features, logits = [], []
-    for start in range(0, num, batch_size):
+    for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         padded = np.pad(batch, ((0, batch_size - len(batch)), (0, 0), (0, 0), (0, 0)))
         batch_features, batch_logits = _forward(classifier.model, classifier.params, padded)
@@ -169,7 +168,7 @@ def train_classifier(
     test: Dataset,
     *,
     seed: int = 0,
-    epochs: int = 4,
+    epochs: int = 5,
     batch_size: int = 128,
     learning_rate: float = 2e-3,
     weight_decay: float = 1e-4,

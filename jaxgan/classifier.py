@@ -163,6 +163,18 @@ def accuracy(classifier: Classifier, dataset: Dataset, batch_size: int = 500) ->
     return float(np.mean(np.argmax(logits, -1) == dataset.labels))
 
 
+@functools.lru_cache(maxsize=4)
+def _optimizer_and_step(
+    model: MnistCNN, learning_rate: float, weight_decay: float, total_steps: int
+) -> tuple[optax.GradientTransformation, Callable]:
+    # Cached so that runs with one configuration (other seeds, say) reuse one compilation.
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, max(1, total_steps // 20), total_steps
+    )
+    tx = optax.adamw(schedule, weight_decay=weight_decay)
+    return tx, jax.jit(make_train_step(model, tx), donate_argnums=(0,))
+
+
 def train_classifier(
     train: Dataset,
     test: Dataset,
@@ -197,15 +209,10 @@ def train_classifier(
     steps_per_epoch = len(train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={batch_size} exceeds the {len(train)} training examples")
-    total_steps = epochs * steps_per_epoch
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, learning_rate, max(1, total_steps // 20), total_steps
-    )
-    tx = optax.adamw(schedule, weight_decay=weight_decay)
     model = MnistCNN()
-    params = model.init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
+    tx, step = _optimizer_and_step(model, learning_rate, weight_decay, epochs * steps_per_epoch)
+    params = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-    step = jax.jit(make_train_step(model, tx), donate_argnums=(0,))
     order_rng = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
         order = order_rng.permutation(len(train))[: steps_per_epoch * batch_size]

@@ -204,11 +204,15 @@ def train_classifier(
       The trained classifier.
 
     Raises:
+      ValueError: `epochs < 1`, or `batch_size` exceeds the training examples.
       FloatingPointError: the loss became NaN or infinite, naming the epoch.
     """
     steps_per_epoch = len(train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size={batch_size} exceeds the {len(train)} training examples")
+    if epochs < 1 or steps_per_epoch == 0:
+        raise ValueError(
+            f"need epochs >= 1 (got {epochs}) and batch_size <= {len(train)} training examples "
+            f"(got batch_size={batch_size})"
+        )
     model = MnistCNN()
     tx, step = _optimizer_and_step(model, learning_rate, weight_decay, epochs * steps_per_epoch)
     params = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))

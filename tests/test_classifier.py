@@ -80,7 +80,9 @@ def test_save_and_load_round_trip_and_reject_other_shapes(tmp_path):
         clf.load_classifier(tmp_path / "n.msgpack")
 
 
-def test_trainer_rejects_a_batch_larger_than_the_data():
+def test_trainer_rejects_no_epochs_and_a_batch_larger_than_the_data():
     data = Dataset(np.zeros((10, 28, 28, 1), np.uint8), np.zeros(10, np.int32), "zeros")
     with pytest.raises(ValueError, match="batch_size=64"):
         clf.train_classifier(data, data, batch_size=64)
+    with pytest.raises(ValueError, match="got 0"):
+        clf.train_classifier(data, data, epochs=0, batch_size=4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgan.models import MODELS, BatchNorm, UpConv, make_models
+from jaxgan.models import MODELS, BatchNorm, DownConv, UpConv, make_models
 
 
 def _nchw(x):
@@ -109,3 +109,17 @@ def test_models_map_noise_to_unit_range_images_and_images_to_logits(name):
 def test_make_models_rejects_unknown_names():
     with pytest.raises(ValueError, match="mlp"):
         make_models("resnet")
+
+
+@pytest.mark.parametrize(("size", "c_in", "c_out"), [(28, 1, 6), (14, 6, 5), (4, 3, 2)])
+def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out):
+    x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
+    layer = DownConv(c_out)
+    variables = layer.init(jax.random.key(1), x)
+    kernel = variables["params"]["kernel"] * 25
+    y = layer.apply({"params": {"kernel": kernel}}, x)
+    ref = torch.nn.functional.conv2d(
+        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=2, padding=1
+    )
+    assert y.shape == (3, size // 2, size // 2, c_out)
+    np.testing.assert_allclose(y, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgan.models import MODELS, BatchNorm, DownConv, UpConv, make_models
+from jaxgan.layers import BatchNorm, DownConv, UpConv
+from jaxgan.models import MODELS, make_models
 
 
 def _nchw(x):
@@ -123,3 +124,38 @@ def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out):
     )
     assert y.shape == (3, size // 2, size // 2, c_out)
     np.testing.assert_allclose(y, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_conditional_models_take_labels_and_use_them(name):
+    G, D = make_models(name, num_classes=10, features=8)
+    z = jax.random.normal(jax.random.key(0), (4, 100))
+    labels = jnp.array([0, 3, 7, 9])
+    g_vars = G.init(jax.random.key(1), z, labels, train=False)
+    images = G.apply(g_vars, z, labels, train=False)
+    assert images.shape == (4, 28, 28, 1)
+    # The label changes the image for the same noise (by far more than rounding: at init the
+    # DCGAN's outputs sit near 0.5, where an ulp is 6e-8), and the logit for the same image.
+    other = G.apply(g_vars, z, (labels + 1) % 10, train=False)
+    assert float(jnp.abs(images - other).max()) > 1e-5
+    d_vars = D.init(jax.random.key(2), images, labels, train=False)
+    assert d_vars["params"]["projection"]["embedding"].shape[0] == 10
+    logits = D.apply(d_vars, images, labels, train=False)
+    assert logits.shape == (4,)
+    assert (
+        float(jnp.abs(logits - D.apply(d_vars, images, (labels + 1) % 10, train=False)).max()) > 0
+    )
+    # An out-of-range label cannot pass unnoticed: the embedding lookup yields NaN.
+    assert bool(jnp.isnan(D.apply(d_vars, images, jnp.array([0, 1, 2, 10]), train=False)[3]))
+
+
+def test_conditional_and_plain_models_refuse_the_wrong_inputs():
+    G, _ = make_models("mlp", num_classes=10)
+    z = jnp.zeros((2, 100))
+    with pytest.raises(ValueError, match="conditional on 10 classes: pass labels"):
+        G.init(jax.random.key(0), z, train=False)
+    plain_g, _ = make_models("mlp")
+    with pytest.raises(ValueError, match="unconditional"):
+        plain_g.init(jax.random.key(0), z, jnp.zeros(2, jnp.int32), train=False)
+    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+        make_models("mlp", num_classes=1)

@@ -62,9 +62,9 @@ def create_state(
 
     Args:
       key: PRNG key; split into one key per network.
-      generator: a module with `latent_dim` and `image_shape` attributes, called as
-        `generator(z, train=...)`.
-      discriminator: a module called as `discriminator(images, train=...)`.
+      generator: a module with `latent_dim` and `image_shape` attributes (and `num_classes`,
+        for a conditional one), called as `generator(z[, labels], train=...)`.
+      discriminator: a module called as `discriminator(images[, labels], train=...)`.
       g_optimizer: the generator's optax optimizer (`adam()` for the notes' setting).
       d_optimizer: the discriminator's optax optimizer.
 
@@ -72,10 +72,12 @@ def create_state(
       A `GANState` at step 0.
     """
     g_key, d_key = jax.random.split(key)
+    # A conditional pair (num_classes set) is initialized with labels too.
+    labels = () if getattr(generator, "num_classes", None) is None else (jnp.zeros(1, jnp.int32),)
     z = jnp.zeros((1, generator.latent_dim), jnp.float32)
-    g_vars = generator.init(g_key, z, train=False)
+    g_vars = generator.init(g_key, z, *labels, train=False)
     images = jnp.zeros((1, *generator.image_shape), jnp.float32)
-    d_vars = discriminator.init(d_key, images, train=False)
+    d_vars = discriminator.init(d_key, images, *labels, train=False)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_vars["params"],

@@ -22,6 +22,9 @@ pullback is called twice, once per loss; `.detach()` is a value that is not diff
 Each pullback is asked only for what an update uses; under `jax.jit`, XLA removes the work
 behind outputs that are dropped (for example ∇_D g_loss in `shared_sequential`).
 
+Class-conditional models need nothing else: `real` is `(images, labels)`, `noise` is
+`(z, labels)`, and G's fakes carry their labels to D (see `Nets`).
+
 BatchNorm running statistics advance once per network call, in the order the PyTorch code
 calls the networks: the generator's twice per step in `two_pass` and once elsewhere.
 """
@@ -40,7 +43,9 @@ from jaxgan.losses import LossFn, get_loss
 from jaxgan.state import BatchStats, GANState, Params
 
 Metrics = dict[str, jax.Array]
-StepFn = Callable[[GANState, jax.Array, jax.Array], tuple[GANState, Metrics]]
+# Images, or (images, int labels) for class-conditional models; noise likewise z or (z, labels).
+Batch = jax.Array | tuple[jax.Array, jax.Array]
+StepFn = Callable[[GANState, Batch, Batch], tuple[GANState, Metrics]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +58,25 @@ class Nets:
     d_optimizer: optax.GradientTransformation
     loss: LossFn
 
-    def G(self, params: Params, stats: BatchStats, noise: jax.Array):
-        """`G(noise)` in training mode -> (images, updated batch stats)."""
+    def G(self, params: Params, stats: BatchStats, noise: Batch):
+        """`G(noise)` in training mode -> (fakes, updated batch stats).
+
+        For a conditional generator `noise` is `(z, labels)` and the fakes are
+        `(images, labels)`: the labels travel with the images to D.
+        """
+        if isinstance(noise, tuple):
+            z, labels = noise
+            images, stats = _apply(self.generator, params, stats, z, labels)
+            return (images, labels), stats
         return _apply(self.generator, params, stats, noise)
 
-    def D(self, params: Params, stats: BatchStats, images: jax.Array):
-        """`D(images)` in training mode -> (logits, updated batch stats)."""
-        return _apply(self.discriminator, params, stats, images)
+    def D(self, params: Params, stats: BatchStats, examples: Batch):
+        """`D(examples)` in training mode -> (logits, updated batch stats).
+
+        `examples` are images, or `(images, labels)` for a conditional discriminator.
+        """
+        inputs = examples if isinstance(examples, tuple) else (examples,)
+        return _apply(self.discriminator, params, stats, *inputs)
 
     def update_g(self, params: Params, opt_state: optax.OptState, grads: Params):
         """`optimizer_G.step()` -> (new params, new optimizer state)."""
@@ -72,9 +89,9 @@ class Nets:
         return optax.apply_updates(params, updates), opt_state
 
 
-def _apply(module: nn.Module, params: Params, stats: BatchStats, x: jax.Array):
+def _apply(module: nn.Module, params: Params, stats: BatchStats, *inputs: jax.Array):
     out, mutated = module.apply(
-        {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+        {"params": params, "batch_stats": stats}, *inputs, train=True, mutable=["batch_stats"]
     )
     return out, mutated.get("batch_stats", {})
 
@@ -118,7 +135,7 @@ def two_pass(nets: Nets) -> StepFn:
     discards; here the second pass of G is not differentiated at all.
     """
 
-    def step(state: GANState, real: jax.Array, noise: jax.Array) -> tuple[GANState, Metrics]:
+    def step(state: GANState, real: Batch, noise: Batch) -> tuple[GANState, Metrics]:
         def g_loss_fn(g_params):
             gen_imgs, g_stats = nets.G(g_params, state.g_batch_stats, noise)
             d_fake, d_stats = nets.D(state.d_params, state.d_batch_stats, gen_imgs)
@@ -147,7 +164,7 @@ def two_pass(nets: Nets) -> StepFn:
     return step
 
 
-def _shared_forward(nets: Nets, state: GANState, real: jax.Array, noise: jax.Array):
+def _shared_forward(nets: Nets, state: GANState, real: Batch, noise: Batch):
     """`gen_imgs = G(noise); d_fake = D(gen_imgs); d_real = D(real_imgs)`, kept for backward.
 
     Returns the losses `(g_loss, d_loss)`, their pullback with respect to `(G, D)` (the retained
@@ -198,7 +215,7 @@ def shared_joint(nets: Nets) -> StepFn:
     accumulated pullbacks are one pullback at cotangent `(1, 1)` (a pullback is linear).
     """
 
-    def step(state: GANState, real: jax.Array, noise: jax.Array) -> tuple[GANState, Metrics]:
+    def step(state: GANState, real: Batch, noise: Batch) -> tuple[GANState, Metrics]:
         losses, backward, aux = _shared_forward(nets, state, real, noise)
         g_grads, d_grads = backward(_cotangent(losses, 1.0, 1.0))
         return _shared_step(nets, state, losses, aux, g_grads, d_grads)
@@ -224,7 +241,7 @@ def shared_sequential(nets: Nets) -> StepFn:
     `gen_imgs.detach()`), or from running both `backward()` calls before either `step()`.
     """
 
-    def step(state: GANState, real: jax.Array, noise: jax.Array) -> tuple[GANState, Metrics]:
+    def step(state: GANState, real: Batch, noise: Batch) -> tuple[GANState, Metrics]:
         losses, backward, aux = _shared_forward(nets, state, real, noise)
         g_grads, _ = backward(_cotangent(losses, 1.0, 0.0))  # g_loss.backward(retain_graph=True)
         _, d_grads = backward(_cotangent(losses, 0.0, 1.0))  # D zeroed, then d_loss.backward()
@@ -253,7 +270,7 @@ def shared_accumulate(nets: Nets) -> StepFn:
     pullback at cotangent `(1, 1)`.
     """
 
-    def step(state: GANState, real: jax.Array, noise: jax.Array) -> tuple[GANState, Metrics]:
+    def step(state: GANState, real: Batch, noise: Batch) -> tuple[GANState, Metrics]:
         losses, backward, aux = _shared_forward(nets, state, real, noise)
         g_grads, _ = backward(_cotangent(losses, 1.0, 0.0))  # g_loss.backward(retain_graph=True)
         _, d_grads = backward(_cotangent(losses, 1.0, 1.0))  # D's .grad: g_loss's + d_loss's
@@ -283,7 +300,7 @@ def d_first(nets: Nets) -> StepFn:
     The reported `g_loss` is `errG` (through D_{t+1}); `d_loss` is `errD_real + errD_fake`.
     """
 
-    def step(state: GANState, real: jax.Array, noise: jax.Array) -> tuple[GANState, Metrics]:
+    def step(state: GANState, real: Batch, noise: Batch) -> tuple[GANState, Metrics]:
         fake, g_backward, g_stats = jax.vjp(
             lambda g_params: nets.G(g_params, state.g_batch_stats, noise),
             state.g_params,
@@ -304,7 +321,10 @@ def d_first(nets: Nets) -> StepFn:
             output, stats = nets.D(d_params, d_stats, fake)
             return nets.loss(output, 1.0), stats
 
-        (g_loss, d_stats), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+        # allow_int: a conditional fake carries integer labels, which get no gradient.
+        (g_loss, d_stats), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True, allow_int=True)(
+            fake
+        )
         (g_grads,) = g_backward(fake_grad)
         g_params, g_opt_state = nets.update_g(state.g_params, state.g_opt_state, g_grads)
 
@@ -336,8 +356,10 @@ def make_train_step(
 
     Args:
       strategy: one of `STRATEGIES` (see the module docstring for the gradients of each).
-      generator: module called as `generator(noise, train=True)`.
-      discriminator: module called as `discriminator(images, train=True)`, returning logits.
+      generator: module called as `generator(z, train=True)`, or `generator(z, labels, ...)`
+        when it is conditional (then `noise` is `(z, labels)`).
+      discriminator: module called as `discriminator(images, train=True)` (or with labels;
+        then `real` is `(images, labels)`), returning logits.
       g_optimizer: the generator's optimizer; the same one `create_state` was given.
       d_optimizer: the discriminator's optimizer.
       loss: `"bce"` (sigmoid + PyTorch's `BCELoss`, exactly) or `"bce_logits"` (stable).

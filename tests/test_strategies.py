@@ -34,41 +34,63 @@ def recording_sgd(lr: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def small_models(name):
+def small_models(name, num_classes=None):
     # The same architectures; the DCGAN narrowed so that the tests stay fast.
-    return make_models(name, features=8) if name == "dcgan" else make_models(name)
+    features = 8 if name == "dcgan" else 64
+    return make_models(name, features=features, num_classes=num_classes)
 
 
-def batch(seed: int = 1):
+def batch(seed: int = 1, num_classes=None):
     real = jax.random.uniform(jax.random.key(seed), (B, 28, 28, 1))
     noise = jax.random.normal(jax.random.key(seed + 1), (B, 100))
-    return real, noise
+    if num_classes is None:
+        return real, noise
+    real_labels = jax.random.randint(jax.random.key(seed + 2), (B,), 0, num_classes)
+    fake_labels = jax.random.randint(jax.random.key(seed + 3), (B,), 0, num_classes)
+    return (real, real_labels), (noise, fake_labels)
 
 
 class Problem:
-    """One model pair at its initial point, with the losses written out independently."""
+    """One model pair at its initial point, with the losses written out independently.
 
-    def __init__(self, name: str):
-        self.G, self.D = small_models(name)
+    With `num_classes`, the pair is class-conditional: real images come with their labels and
+    G's noise with the labels it is asked to draw; D judges each image with its label.
+    """
+
+    def __init__(self, name: str, num_classes: int | None = None):
+        self.G, self.D = small_models(name, num_classes)
         sgd = recording_sgd(LR)
         self.state = create_state(jax.random.key(0), self.G, self.D, sgd, sgd)
         self.optimizer = sgd
-        self.real, self.noise = batch()
+        self.real, self.noise = batch(num_classes=num_classes)
+        self.conditional = num_classes is not None
+
+    def _labelled(self, batch):
+        return batch if self.conditional else (batch,)
 
     def g(self, g_params):
         variables = {"params": g_params, "batch_stats": self.state.g_batch_stats}
-        return self.G.apply(variables, self.noise, train=True, mutable=["batch_stats"])[0]
+        inputs = self._labelled(self.noise)
+        return self.G.apply(variables, *inputs, train=True, mutable=["batch_stats"])[0]
 
-    def d(self, d_params, images):
+    def d(self, d_params, images, labels=None):
         variables = {"params": d_params, "batch_stats": self.state.d_batch_stats}
-        return self.D.apply(variables, images, train=True, mutable=["batch_stats"])[0]
+        inputs = (images,) if labels is None else (images, labels)
+        return self.D.apply(variables, *inputs, train=True, mutable=["batch_stats"])[0]
+
+    def d_fake(self, g_params, d_params):
+        labels = self.noise[1] if self.conditional else None
+        return self.d(d_params, self.g(g_params), labels)
+
+    def d_real(self, d_params):
+        return self.d(d_params, *self._labelled(self.real))
 
     def g_loss(self, g_params, d_params):
-        return -jax.nn.log_sigmoid(self.d(d_params, self.g(g_params))).mean()
+        return -jax.nn.log_sigmoid(self.d_fake(g_params, d_params)).mean()
 
     def d_loss(self, g_params, d_params):
-        fake = self.d(d_params, self.g(g_params))
-        real = self.d(d_params, self.real)
+        fake = self.d_fake(g_params, d_params)
+        real = self.d_real(d_params)
         return -jax.nn.log_sigmoid(-fake).mean() - jax.nn.log_sigmoid(real).mean()
 
     def both(self, g_params, d_params):
@@ -114,9 +136,13 @@ def assert_matches_not(actual, expected, wrong):
     assert max_diff(actual, wrong) > 100 * max(max_diff(actual, expected), 1e-7)
 
 
-@pytest.fixture(scope="module", params=MODELS)
+@pytest.fixture(
+    scope="module",
+    params=[(m, c) for c in (None, 10) for m in MODELS],
+    ids=lambda p: f"{p[0]}-{'conditional' if p[1] else 'plain'}",
+)
 def problem(request):
-    return Problem(request.param)
+    return Problem(*request.param)
 
 
 def grad_g(f, p: Problem, g_params=None, d_params=None):
@@ -180,8 +206,8 @@ def test_gradient_on_discriminator_logits_shows_method_1_is_cooperative():
     # pushed towards σ = 1/2 on fakes) plus Σ_real (σ(r) - 1)/B; for d_loss alone it is
     # Σ_fake σ(s)/B plus the same real part.
     p = Problem("mlp")
-    fake = p.d(p.state.d_params, p.g(p.state.g_params))
-    real = p.d(p.state.d_params, p.real)
+    fake = p.d_fake(p.state.g_params, p.state.d_params)
+    real = p.d_real(p.state.d_params)
     real_part = ((jax.nn.sigmoid(real) - 1) / B).sum()
     cooperative = ((2 * jax.nn.sigmoid(fake) - 1) / B).sum() + real_part
     adversarial = (jax.nn.sigmoid(fake) / B).sum() + real_part

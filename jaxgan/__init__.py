@@ -1,7 +1,9 @@
 """jaxgan: GAN training in JAX with explicit gradient semantics."""
 
+from jaxgan.generate import generate, sample
+from jaxgan.layers import BatchNorm
 from jaxgan.losses import LOSSES, bce, bce_with_logits
-from jaxgan.models import MODELS, BatchNorm, make_models
+from jaxgan.models import MODELS, make_models
 from jaxgan.state import GANState, adam, create_state
 from jaxgan.strategies import STRATEGIES, make_train_step
 
@@ -15,6 +17,8 @@ __all__ = [
     "bce",
     "bce_with_logits",
     "create_state",
+    "generate",
     "make_models",
     "make_train_step",
+    "sample",
 ]

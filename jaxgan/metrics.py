@@ -172,6 +172,30 @@ def class_coverage(probs: np.ndarray, min_fraction: float = 0.01) -> Coverage:
     return Coverage(fractions, int(np.sum(fractions >= min_fraction)), kl)
 
 
+def class_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """How often the classifier assigns a conditional sample to the class it was drawn for.
+
+    Args:
+      probs: `[N, K]` class probabilities (or logits: only the argmax is used).
+      labels: `int[N]`, the class each sample was generated for.
+
+    Returns:
+      `(overall, per_class)`: the fraction of all samples predicted as their requested class,
+      and `float64[K]` of that fraction among the samples requested for each class (NaN for a
+      class nobody requested).
+    """
+    labels = np.asarray(labels)
+    if labels.shape != probs.shape[:1]:
+        raise ValueError(f"{len(labels)} labels for {len(probs)} samples")
+    hits = np.argmax(probs, axis=-1) == labels
+    num_classes = probs.shape[-1]
+    requested = np.bincount(labels, minlength=num_classes)
+    correct = np.bincount(labels, weights=hits, minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(requested > 0, correct / requested, np.nan)
+    return float(hits.mean()), per_class
+
+
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x @ y.T / x.shape[1] + 1) ** 3
 
@@ -298,6 +322,7 @@ def evaluate_samples(
     kid_subset_size: int = 1000,
     score_splits: int = 10,
     seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every metric of this module for generated samples against real reference images.
 
@@ -308,6 +333,8 @@ def evaluate_samples(
       kid_subsets, kid_subset_size: see `kernel_inception_distance`.
       score_splits: see `classifier_score`.
       seed: seeds KID's subset draws.
+      labels: for conditional samples, the class each was drawn for; adds `class_accuracy`
+        and `class_accuracy_<k>` for each class k (see `class_accuracy`).
 
     Returns:
       A flat dict: `frechet_distance`; `kid` and `kid_std` (MMD^2 over subsets); `precision`
@@ -322,6 +349,11 @@ def evaluate_samples(
     precision, recall = precision_recall(reference_features, sample_features)
     score, score_std = classifier_score(sample_probs, score_splits)
     coverage = class_coverage(sample_probs)
+    conditional = {}
+    if labels is not None:
+        overall, per_class = class_accuracy(sample_probs, labels)
+        conditional = {"class_accuracy": overall}
+        conditional.update({f"class_accuracy_{k}": float(a) for k, a in enumerate(per_class)})
     return {
         "frechet_distance": frechet_distance(sample_features, reference_features),
         "kid": kid,
@@ -332,6 +364,7 @@ def evaluate_samples(
         "classifier_score_std": score_std,
         "classes_covered": float(coverage.num_covered),
         "class_kl_uniform": coverage.kl_uniform,
+        **conditional,
     }
 
 
@@ -341,6 +374,7 @@ def reference_metrics(
     num_samples: int | None = None,
     *,
     seed: int = 0,
+    train_labels: np.ndarray | None = None,
     **kwargs: Any,
 ) -> dict[str, float]:
     """The metrics of real data: a random subset of training images scored as if generated.
@@ -358,6 +392,8 @@ def reference_metrics(
       num_samples: training images drawn without replacement; use the generated sample count
         (default: `len(test_images)`).
       seed: seeds the draw and KID's subsets.
+      train_labels: the training labels, to report the classifier's accuracy on the drawn
+        images as the reference for a conditional generator's `class_accuracy`.
       **kwargs: passed to `evaluate_samples` (`classifier`, `kid_subsets`, ...).
 
     Returns:
@@ -365,8 +401,10 @@ def reference_metrics(
     """
     num_samples = len(test_images) if num_samples is None else num_samples
     draw = np.random.default_rng(seed).choice(len(train_images), num_samples, replace=False)
-    drawn = np.asarray(train_images)[np.sort(draw)]
-    return evaluate_samples(drawn, test_images, seed=seed, **kwargs)
+    drawn = np.sort(draw)
+    labels = None if train_labels is None else np.asarray(train_labels)[drawn]
+    images = np.asarray(train_images)[drawn]
+    return evaluate_samples(images, test_images, seed=seed, labels=labels, **kwargs)
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

@@ -221,3 +221,15 @@ def test_evaluate_samples_scores_real_digits_well_and_collapsed_samples_badly(mn
     assert ref["classes_covered"] == 10 and ref["precision"] > 0.8
     table = metrics.format_table({"generated": bad, "real reference": ref})
     assert len(table.splitlines()) == 1 + 7  # header, then 9 metrics with 2 std rows merged
+
+
+def test_class_accuracy_on_known_cases():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0, 2, 2])
+    probs = np.eye(4)[predicted]  # class 3 is never requested
+    overall, per_class = metrics.class_accuracy(probs, labels)
+    assert overall == pytest.approx(6 / 8)
+    np.testing.assert_allclose(per_class[:3], [0.5, 1.0, 0.75])
+    assert np.isnan(per_class[3])
+    with pytest.raises(ValueError, match="3 labels for 8 samples"):
+        metrics.class_accuracy(probs, labels[:3])

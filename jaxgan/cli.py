@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)
     p.add_argument("--features", type=int, default=d.features, help="DCGAN base width")
     p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="class-conditional G and D; the sample grid has one row per digit",
+    )
+    p.add_argument(
         "--pixel-range",
         choices=["unit", "symmetric"],
         default=d.pixel_range,
@@ -88,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
         help="steps per device dispatch; metrics are fetched and logged this often",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p  # fmt: skip
+    return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,7 @@ from jaxgan.losses import LOSSES
 from jaxgan.models import MODELS
 from jaxgan.strategies import STRATEGIES
 
+NUM_CLASSES = 10  # MNIST's digits; conditional models are built for this many classes
 # Fewer updates per epoch than this earns a warning: the notes' batch=10000 slip made 6.
 FEW_UPDATES_PER_EPOCH = 100
 # Settings that may differ when a run is resumed: it can be extended or logged differently.
@@ -46,7 +48,8 @@ class TrainConfig:
     features: int = 64  # DCGAN base width (ignored by the MLP)
     seed: int = 0  # one seed decides initialization, data order and noise
     log_every: int = 100  # steps per device dispatch; the host syncs and logs only here
-    num_samples: int = 64  # images in each epoch's sample grid (a square number)
+    conditional: bool = False  # class-conditional G(z, y) and D(x, y); one grid row per class
+    num_samples: int | None = None  # images per sample grid; None: 8x8, or 10 per class
 
     def validate(self, num_examples: int | None = None) -> None:
         """Raises `ConfigError` naming the first setting that makes no sense.
@@ -69,14 +72,31 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.train_examples is not None and self.train_examples <= 0:
             raise ConfigError(f"train_examples must be positive, got {self.train_examples}")
-        side = round(self.num_samples**0.5)
-        if self.num_samples <= 0 or side * side != self.num_samples:
-            raise ConfigError(f"num_samples must be a square number, got {self.num_samples}")
+        n = self.grid_size
+        if self.conditional and (n <= 0 or n % NUM_CLASSES):
+            raise ConfigError(
+                f"num_samples must be a positive multiple of {NUM_CLASSES} for a conditional "
+                f"run (one grid row per class), got {n}"
+            )
+        if not self.conditional and (n <= 0 or math.isqrt(n) ** 2 != n):
+            raise ConfigError(f"num_samples must be a square number, got {n}")
         if num_examples is not None and self.batch_size > num_examples:
             raise ConfigError(
                 f"batch_size {self.batch_size} is larger than the training set "
                 f"({num_examples} examples): an epoch would make no update"
             )
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes the models are conditioned on, or `None` for a plain GAN."""
+        return NUM_CLASSES if self.conditional else None
+
+    @property
+    def grid_size(self) -> int:
+        """Images in each epoch's sample grid."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return NUM_CLASSES * NUM_CLASSES if self.conditional else 64
 
     def steps_per_epoch(self, num_examples: int) -> int:
         """Updates per epoch: full batches only, as `DataLoader(drop_last=True)`."""

@@ -49,24 +49,35 @@ def read_metrics(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def image_grid(images: np.ndarray, pixel_range: str = "unit") -> np.ndarray:
-    """Tiles `[N, H, W, 1]` images (N a square) into one `uint8[sqrt(N) H, sqrt(N) W]` array."""
+def image_grid(
+    images: np.ndarray, pixel_range: str = "unit", rows: int | None = None
+) -> np.ndarray:
+    """Tiles `[N, H, W, 1]` images row by row into one `uint8` array.
+
+    Args:
+      images: the images, in `[0, 1]` (or `[-1, 1]` with `pixel_range="symmetric"`).
+      pixel_range: `"unit"` or `"symmetric"`.
+      rows: rows of the grid; `None` for a square grid (N must then be a square).
+    """
     images = np.asarray(images, np.float32)
     if pixel_range == "symmetric":
         images = (images + 1) / 2
     n, h, w, _ = images.shape
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f"a grid needs a square number of images, got {n}")
-    tiles = images[..., 0].reshape(side, side, h, w).transpose(0, 2, 1, 3)
-    return np.round(np.clip(tiles.reshape(side * h, side * w), 0, 1) * 255).astype(np.uint8)
+    rows = math.isqrt(n) if rows is None else rows
+    cols = n // rows
+    if rows * cols != n:
+        raise ValueError(f"{n} images do not fill a grid of {rows} rows")
+    tiles = images[..., 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3)
+    return np.round(np.clip(tiles.reshape(rows * h, cols * w), 0, 1) * 255).astype(np.uint8)
 
 
-def save_grid(images: np.ndarray, path: str | Path, pixel_range: str = "unit") -> None:
-    """Saves `image_grid(images)` as a PNG, creating the folder."""
+def save_grid(
+    images: np.ndarray, path: str | Path, pixel_range: str = "unit", rows: int | None = None
+) -> None:
+    """Saves `image_grid(images, pixel_range, rows)` as a PNG, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, pixel_range), mode="L").save(path)
+    Image.fromarray(image_grid(images, pixel_range, rows), mode="L").save(path)
 
 
 def plot_losses(metrics_path: str | Path, out: str | Path, title: str = "") -> None:

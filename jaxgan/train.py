@@ -24,12 +24,13 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.config import NUM_CLASSES, ConfigError, TrainConfig
 from jaxgan.data import Dataset, load_dataset
+from jaxgan.generate import generate
 from jaxgan.logs import MetricsLog, plot_losses, save_grid
 from jaxgan.models import make_models
 from jaxgan.state import GANState, adam, create_state
-from jaxgan.strategies import StepFn, make_train_step
+from jaxgan.strategies import Batch, StepFn, make_train_step
 
 KEY_NAMES = ("init", "data", "noise", "sample")
 
@@ -55,7 +56,11 @@ class Run:
     def build(cls, config: TrainConfig) -> Run:
         output = "sigmoid" if config.pixel_range == "unit" else "tanh"
         G, D = make_models(
-            config.model, latent_dim=config.latent_dim, output=output, features=config.features
+            config.model,
+            latent_dim=config.latent_dim,
+            output=output,
+            features=config.features,
+            num_classes=config.num_classes,
         )
         g_tx, d_tx = cls.optimizers(config)
         step_fn = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
@@ -69,10 +74,9 @@ class Run:
     def init_state(self, key: jax.Array) -> GANState:
         return create_state(key, self.generator, self.discriminator, *self.optimizers(self.config))
 
-    def generate(self, state: GANState, noise: jax.Array) -> jax.Array:
-        """G(noise) in evaluation mode (BatchNorm uses its running statistics)."""
-        variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
-        return self.generator.apply(variables, noise, train=False)
+    def generate(self, state: GANState, noise: Batch) -> jax.Array:
+        """Images from `noise` (`z`, or `(z, labels)` if conditional), G in evaluation mode."""
+        return generate(self.generator, state, noise)
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
@@ -81,7 +85,7 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
 
 
 def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
-    """`run(state, images, order, start, noise_key, length) -> (state, stacked metrics)`.
+    """`run(state, (images, labels), order, start, noise_key, length) -> (state, metrics)`.
 
     Runs `length` (static) consecutive steps of an epoch whose example order is `order`,
     starting at batch position `start`, under `lax.scan`; jitted with the state donated.
@@ -93,16 +97,32 @@ def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
         return x * 2 - 1 if config.pixel_range == "symmetric" else x
 
     @functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
-    def run(state, images, order, start, noise_key, length):
+    def run(state, data, order, start, noise_key, length):
+        images, labels = data
+
         def body(state, i):
             idx = jax.lax.dynamic_slice_in_dim(order, (start + i) * batch_size, batch_size)
-            noise_shape = (batch_size, latent_dim)
-            noise = jax.random.normal(jax.random.fold_in(noise_key, state.step), noise_shape)
-            return step_fn(state, to_pixels(images[idx]), noise)
+            step_key = jax.random.fold_in(noise_key, state.step)
+            noise = jax.random.normal(step_key, (batch_size, latent_dim))
+            real = to_pixels(images[idx])
+            if config.conditional:  # G draws uniformly chosen classes, D sees real labels
+                fake_labels = jax.random.randint(
+                    jax.random.fold_in(step_key, 1), (batch_size,), 0, NUM_CLASSES
+                )
+                real, noise = (real, labels[idx]), (noise, fake_labels)
+            return step_fn(state, real, noise)
 
         return jax.lax.scan(body, state, jnp.arange(length))
 
     return run
+
+
+def grid_noise(config: TrainConfig, key: jax.Array) -> Batch:
+    """The fixed noise behind every sample grid of a run; conditional: row r draws class r."""
+    z = jax.random.normal(key, (config.grid_size, config.latent_dim))
+    if not config.conditional:
+        return z
+    return z, jnp.repeat(jnp.arange(NUM_CLASSES), config.grid_size // NUM_CLASSES)
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -224,11 +244,10 @@ class _Loop:
         self.run, self.config, self.keys = run, config, keys
         self.checkpoints, self.workdir = checkpoints, workdir
         self.steps_per_epoch = config.steps_per_epoch(len(dataset))
-        self.images = jax.device_put(dataset.images)
+        self.data = jax.device_put((dataset.images, dataset.labels))
+        self.num_examples = len(dataset)
         self.run_chunk = make_chunk_runner(run.step_fn, config)
-        self.sample_noise = jax.random.normal(
-            keys["sample"], (config.num_samples, config.latent_dim)
-        )
+        self.sample_noise = grid_noise(config, keys["sample"])
         self.log = MetricsLog(workdir, start_step=start_step)
         self.bar = tqdm(
             total=config.epochs * self.steps_per_epoch,
@@ -241,7 +260,7 @@ class _Loop:
     def train_epochs(self, state: GANState, interrupt: _StopOnInterrupt) -> GANState:
         epoch, position = divmod(int(state.step), self.steps_per_epoch)
         while epoch < self.config.epochs:
-            order = epoch_order(self.keys["data"], epoch, len(self.images))
+            order = epoch_order(self.keys["data"], epoch, self.num_examples)
             while position < self.steps_per_epoch:
                 length = min(self.config.log_every, self.steps_per_epoch - position)
                 state = self._dispatch(state, order, epoch, position, length)
@@ -265,7 +284,7 @@ class _Loop:
         first_step = int(state.step)
         started = time.perf_counter()
         state, metrics = self.run_chunk(
-            state, self.images, order, position, self.keys["noise"], length
+            state, self.data, order, position, self.keys["noise"], length
         )
         metrics = jax.device_get(metrics)  # the one host sync per dispatch
         rate = length / (time.perf_counter() - started)
@@ -280,7 +299,8 @@ class _Loop:
     def _end_epoch(self, state, epoch):
         samples = self.run.generate(state, self.sample_noise)
         path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
-        save_grid(samples, path, self.config.pixel_range)
+        rows = NUM_CLASSES if self.config.conditional else None
+        save_grid(samples, path, self.config.pixel_range, rows=rows)
         self._save(state, epoch, 0)
 
     def _save(self, state, epoch, position):

@@ -179,3 +179,13 @@ def test_data_unavailable_is_a_clean_cli_error(tmp_path, capsys, monkeypatch):
     assert status == 2
     assert "does not exist" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["w"]
+
+
+def test_conditional_run_draws_one_grid_row_per_class(mnist_train, tmp_path):
+    state = run(small(epochs=1, conditional=True, num_samples=30), tmp_path, mnist_train)
+    grid = np.asarray(Image.open(tmp_path / "samples" / "epoch_0001.png"))
+    assert grid.shape == (10 * 28, 3 * 28)
+    assert state.g_params["Embed_0"]["embedding"].shape == (10, 10)
+    assert "projection" in state.d_params
+    with pytest.raises(ConfigError, match="multiple of 10"):
+        small(conditional=True, num_samples=64).validate()

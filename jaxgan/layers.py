@@ -29,16 +29,24 @@ class BatchNorm(nn.Module):
     `BatchNorm` averages the biased variance and counts momentum the other way round; this module
     exists so that jaxgan's running statistics are PyTorch's, not merely close to them.
 
+    With `groups > 1` the batch is cut into that many equal consecutive groups, each normalized
+    with its own statistics. When a batch is sharded over `groups` devices, each group is one
+    device's share: that is PyTorch DDP's default (BatchNorm per replica, no communication),
+    where `groups=1` on a sharded batch is `SyncBatchNorm`. The running statistics then average
+    the groups' statistics (DDP keeps rank 0's; the average is the better estimate).
+
     Attributes:
       momentum: PyTorch's momentum, the weight of the new batch statistic (PyTorch default 0.1;
         flax's `momentum=0.9` is this module's `momentum=0.1`).
       epsilon: added to the variance before the square root.
       scale_init: initializer of the scale (PyTorch's `weight`).
+      groups: how many groups of the batch get their own statistics.
     """
 
     momentum: float = 0.1
     epsilon: float = 1e-5
     scale_init: nn.initializers.Initializer = nn.initializers.ones
+    groups: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -47,25 +55,29 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (features,))
         running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,))
         running_var = self.variable("batch_stats", "var", jnp.ones, (features,))
-        if train:
-            axes = tuple(range(x.ndim - 1))
-            mean = x.mean(axes, keepdims=True)
-            var = jnp.square(x - mean).mean(axes, keepdims=True)
-            if not self.is_initializing():
-                n = x.size // features
-                m = self.momentum
-                running_mean.value = (1 - m) * running_mean.value + m * mean.reshape(-1)
-                unbiased = var.reshape(-1) * (n / (n - 1))
-                running_var.value = (1 - m) * running_var.value + m * unbiased
-        else:
-            mean, var = running_mean.value, running_var.value
-
         # Broadcast per-feature vectors explicitly (implicit rank promotion hides shape bugs).
-        def per_feature(v):
-            return jnp.reshape(v, (1,) * (x.ndim - 1) + (features,))
-
-        inv_std = jax.lax.rsqrt(per_feature(var) + self.epsilon)
-        return (x - per_feature(mean)) * inv_std * per_feature(scale) + per_feature(bias)
+        shape = (1,) * x.ndim + (features,)
+        if not train:
+            mean, var = running_mean.value.reshape(shape), running_var.value.reshape(shape)
+            y = (x[None] - mean) * jax.lax.rsqrt(var + self.epsilon)
+            return (y * scale.reshape(shape) + bias.reshape(shape))[0]
+        if x.shape[0] % self.groups:
+            raise ValueError(f"a batch of {x.shape[0]} does not split into {self.groups} groups")
+        grouped = x.reshape(self.groups, x.shape[0] // self.groups, *x.shape[1:])
+        axes = tuple(range(1, grouped.ndim - 1))
+        mean = grouped.mean(axes, keepdims=True)
+        var = jnp.square(grouped - mean).mean(axes, keepdims=True)
+        if not self.is_initializing():
+            n = grouped[0].size // features
+            m = self.momentum
+            unbiased = var.reshape(self.groups, features) * (n / (n - 1))
+            running_mean.value = (1 - m) * running_mean.value + m * mean.reshape(-1, features).mean(
+                0
+            )
+            running_var.value = (1 - m) * running_var.value + m * unbiased.mean(0)
+        y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * scale.reshape(shape) + bias.reshape(shape)
+        return y.reshape(x.shape)
 
 
 def torch_linear_bias_init(fan_in: int) -> nn.initializers.Initializer:

@@ -101,6 +101,7 @@ class MLPGenerator(nn.Module):
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     bn_epsilon: float = 0.8
     bn_momentum: float = 0.1
+    bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
     num_classes: int | None = None  # conditional: G(z, labels)
 
@@ -113,7 +114,7 @@ class MLPGenerator(nn.Module):
         for i, width in enumerate(self.hidden):
             x = _linear(width, fan_in)(x)
             if i > 0:
-                x = BatchNorm(self.bn_momentum, self.bn_epsilon)(x, train)
+                x = BatchNorm(self.bn_momentum, self.bn_epsilon, groups=self.bn_groups)(x, train)
             x, fan_in = nn.leaky_relu(x, 0.2), width
         x = _linear(math.prod(self.image_shape), fan_in)(x)
         return _activate_output(x, self.output).reshape(-1, *self.image_shape)
@@ -145,6 +146,7 @@ class DCGANGenerator(nn.Module):
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.1
+    bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
     num_classes: int | None = None  # conditional: G(z, labels)
 
@@ -153,7 +155,8 @@ class DCGANGenerator(nn.Module):
         self, z: jax.Array, labels: jax.Array | None = None, train: bool = True
     ) -> jax.Array:
         def bn(x):
-            return BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init)(x, train)
+            bn = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init, self.bn_groups)
+            return bn(x, train)
 
         x = _condition(z, labels, self.num_classes)
         # ConvTranspose2d(latent, 2f, 7, 1, 0) on a 1x1 input is a dense layer to 7x7x2f.
@@ -170,6 +173,7 @@ class DCGANDiscriminator(nn.Module):
     features: int = 64
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.1
+    bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     num_classes: int | None = None  # conditional: D(images, labels), projection form
 
     @nn.compact
@@ -178,7 +182,7 @@ class DCGANDiscriminator(nn.Module):
     ) -> jax.Array:
         x = nn.leaky_relu(DownConv(self.features)(images), 0.2)  # 14x14
         x = DownConv(2 * self.features)(x)  # 7x7
-        x = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init)(x, train)
+        x = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init, self.bn_groups)(x, train)
         x = nn.leaky_relu(x, 0.2)
         # Conv2d(2f, 1, 7, 1, 0) on a 7x7 input is a dense layer on the flattened (h, w, c).
         x = x.reshape(x.shape[0], -1)
@@ -195,6 +199,7 @@ def make_models(
     bn_momentum: float = 0.1,
     features: int = 64,
     num_classes: int | None = None,
+    bn_groups: int = 1,
 ) -> tuple[nn.Module, nn.Module]:
     """Builds a (generator, discriminator) pair by name.
 
@@ -206,6 +211,8 @@ def make_models(
       bn_epsilon: BatchNorm epsilon; `None` takes the family's default (0.8 for `mlp`, as in
         PyTorch-GAN; 1e-5, PyTorch's default, for `dcgan`).
       bn_momentum: BatchNorm momentum in PyTorch's convention (see `BatchNorm`).
+      bn_groups: 1 for statistics over the whole batch; `n` for statistics per `1/n` of the
+        batch, as PyTorch DDP has per replica when the batch is sharded over `n` devices.
       features: base width of the `dcgan` convolutions (ignored by `mlp`).
       num_classes: `None` for a plain GAN; a class count for a class-conditional pair, where
         G takes `(z, labels)` (label embedding concatenated to the noise) and D takes
@@ -217,31 +224,19 @@ def make_models(
     """
     if num_classes is not None and num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
     if name == "mlp":
         eps = 0.8 if bn_epsilon is None else bn_epsilon
         return (
-            MLPGenerator(
-                latent_dim,
-                bn_epsilon=eps,
-                bn_momentum=bn_momentum,
-                output=output,
-                num_classes=num_classes,
-            ),
+            MLPGenerator(latent_dim, bn_epsilon=eps, output=output, num_classes=num_classes, **bn),
             MLPDiscriminator(num_classes=num_classes),
         )
     if name == "dcgan":
         eps = 1e-5 if bn_epsilon is None else bn_epsilon
         return (
             DCGANGenerator(
-                latent_dim,
-                features,
-                bn_epsilon=eps,
-                bn_momentum=bn_momentum,
-                output=output,
-                num_classes=num_classes,
+                latent_dim, features, bn_epsilon=eps, output=output, num_classes=num_classes, **bn
             ),
-            DCGANDiscriminator(
-                features, bn_epsilon=eps, bn_momentum=bn_momentum, num_classes=num_classes
-            ),
+            DCGANDiscriminator(features, bn_epsilon=eps, num_classes=num_classes, **bn),
         )
     raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")

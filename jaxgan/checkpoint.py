@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxgan.distributed import to_host
 from jaxgan.state import GANState
 
 
@@ -42,7 +43,7 @@ class Checkpointer:
         """
         tree = {"state": state, "keys": {k: jax.random.key_data(v) for k, v in keys.items()}}
         self._manager.save(
-            int(state.step),
+            int(to_host(state.step)),
             args=ocp.args.Composite(
                 tree=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(record)
             ),

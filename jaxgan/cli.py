@@ -92,6 +92,22 @@ def parser() -> argparse.ArgumentParser:
         default=d.log_every,
         help="steps per device dispatch; metrics are fetched and logged this often",
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices to split each batch over (default: all); batch-size is the global batch",
+    )
+    p.add_argument(
+        "--bn-stats",
+        choices=["global", "per_device"],
+        default=d.bn_stats,
+        help="BatchNorm statistics over the global batch (SyncBatchNorm) or per device (DDP)",
+    )
+    multi = p.add_argument_group("multi-process runs (every process runs the same command)")
+    multi.add_argument("--coordinator-address", default=None, help="host:port of process 0")
+    multi.add_argument("--num-processes", type=int, default=None)
+    multi.add_argument("--process-id", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -113,6 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         config.validate()
     except ConfigError as e:
         return _fail(f"invalid setting: {e}", EXIT_BAD_SETTING)
+
+    multi = (args.coordinator_address, args.num_processes, args.process_id)
+    if any(v is not None for v in multi):
+        if any(v is None for v in multi):
+            return _fail(
+                "a multi-process run needs --coordinator-address, --num-processes and "
+                "--process-id together",
+                EXIT_BAD_SETTING,
+            )
+        from jaxgan.distributed import initialize
+
+        initialize(*multi)  # before any JAX computation
 
     from jaxgan.train import Interrupted, NonFiniteLossError, train  # jax starts only here
 

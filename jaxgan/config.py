@@ -17,7 +17,8 @@ NUM_CLASSES = 10  # MNIST's digits; conditional models are built for this many c
 # Fewer updates per epoch than this earns a warning: the notes' batch=10000 slip made 6.
 FEW_UPDATES_PER_EPOCH = 100
 # Settings that may differ when a run is resumed: it can be extended or logged differently.
-RESUMABLE_CHANGES = ("epochs", "log_every", "data_dir")
+# (With bn_stats="per_device" the device count is part of the model; resume on as many.)
+RESUMABLE_CHANGES = ("epochs", "log_every", "data_dir", "devices")
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,8 @@ class TrainConfig:
     seed: int = 0  # one seed decides initialization, data order and noise
     log_every: int = 100  # steps per device dispatch; the host syncs and logs only here
     conditional: bool = False  # class-conditional G(z, y) and D(x, y); one grid row per class
+    devices: int | None = None  # devices the batch is split over; None: all of them
+    bn_stats: Literal["global", "per_device"] = "global"  # BatchNorm statistics when sharded
     num_samples: int | None = None  # images per sample grid; None: 8x8, or 10 per class
 
     def validate(self, num_examples: int | None = None) -> None:
@@ -61,6 +64,9 @@ class TrainConfig:
         _choice("model", self.model, list(MODELS))
         _choice("loss", self.loss, sorted(LOSSES))
         _choice("pixel_range", self.pixel_range, ["unit", "symmetric"])
+        _choice("bn_stats", self.bn_stats, ["global", "per_device"])
+        if self.devices is not None and self.devices <= 0:
+            raise ConfigError(f"devices must be a positive integer, got {self.devices}")
         for name in ("epochs", "batch_size", "latent_dim", "features", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")

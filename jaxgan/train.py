@@ -21,11 +21,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.config import NUM_CLASSES, ConfigError, TrainConfig
 from jaxgan.data import Dataset, load_dataset
+from jaxgan.distributed import DataParallel, to_host
 from jaxgan.generate import generate
 from jaxgan.logs import MetricsLog, plot_losses, save_grid
 from jaxgan.models import make_models
@@ -53,7 +55,8 @@ class Run:
     step_fn: StepFn
 
     @classmethod
-    def build(cls, config: TrainConfig) -> Run:
+    def build(cls, config: TrainConfig, num_devices: int = 1) -> Run:
+        """The run's modules and step; `num_devices` matters only to per-device BatchNorm."""
         output = "sigmoid" if config.pixel_range == "unit" else "tanh"
         G, D = make_models(
             config.model,
@@ -61,6 +64,7 @@ class Run:
             output=output,
             features=config.features,
             num_classes=config.num_classes,
+            bn_groups=num_devices if config.bn_stats == "per_device" else 1,
         )
         g_tx, d_tx = cls.optimizers(config)
         step_fn = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
@@ -84,11 +88,12 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
     return dict(zip(KEY_NAMES, jax.random.split(jax.random.key(seed), len(KEY_NAMES)), strict=True))
 
 
-def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
+def make_chunk_runner(step_fn: StepFn, config: TrainConfig, dp: DataParallel) -> Callable:
     """`run(state, (images, labels), order, start, noise_key, length) -> (state, metrics)`.
 
     Runs `length` (static) consecutive steps of an epoch whose example order is `order`,
-    starting at batch position `start`, under `lax.scan`; jitted with the state donated.
+    starting at batch position `start`, under `lax.scan`; jitted with the state donated. Each
+    step's batch and noise are split over `dp`'s devices.
     """
     batch_size, latent_dim = config.batch_size, config.latent_dim
 
@@ -96,7 +101,9 @@ def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
         x = images.astype(jnp.float32) / 255
         return x * 2 - 1 if config.pixel_range == "symmetric" else x
 
-    @functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
+    @functools.partial(
+        jax.jit, static_argnames="length", donate_argnums=0, out_shardings=dp.replicated
+    )
     def run(state, data, order, start, noise_key, length):
         images, labels = data
 
@@ -110,7 +117,7 @@ def make_chunk_runner(step_fn: StepFn, config: TrainConfig) -> Callable:
                     jax.random.fold_in(step_key, 1), (batch_size,), 0, NUM_CLASSES
                 )
                 real, noise = (real, labels[idx]), (noise, fake_labels)
-            return step_fn(state, real, noise)
+            return step_fn(state, *dp.shard_batch((real, noise)))
 
         return jax.lax.scan(body, state, jnp.arange(length))
 
@@ -125,9 +132,8 @@ def grid_noise(config: TrainConfig, key: jax.Array) -> Batch:
     return z, jnp.repeat(jnp.arange(NUM_CLASSES), config.grid_size // NUM_CLASSES)
 
 
-@functools.partial(jax.jit, static_argnums=2)
 def epoch_order(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
-    """The permutation of example indices used in `epoch`, drawn on the device."""
+    """The permutation of example indices used in `epoch` (drawn on the device under jit)."""
     return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
 
 
@@ -191,7 +197,16 @@ def train(
     """
     config.validate()
     workdir = Path(workdir)
-    _prepare_workdir(config, workdir, resume)
+    try:
+        dp = DataParallel.create(config.devices)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if config.batch_size % dp.size:
+        raise ConfigError(
+            f"batch_size {config.batch_size} does not split evenly over {dp.size} devices; "
+            f"use a multiple of {dp.size}"
+        )
+    _prepare_workdir(config, workdir, resume, dp.is_main)
     if dataset is None:
         dataset = load_dataset(config.dataset, "train", config.data_dir)
     if config.train_examples is not None:
@@ -204,24 +219,26 @@ def train(
     config.validate(len(dataset))
     config.warn_if_few_updates(len(dataset))
 
-    run = Run.build(config)
+    run = Run.build(config, dp.size)
     keys = run_keys(config.seed)
-    state = run.init_state(keys["init"])
+    state, keys = dp.replicate((run.init_state(keys["init"]), keys))
     checkpoints = Checkpointer(workdir)
     if resume and checkpoints.latest_step() is not None:
         state, keys, _ = checkpoints.restore(state, keys)
 
-    loop = _Loop(run, keys, dataset, checkpoints, workdir, int(state.step), progress)
+    loop = _Loop(run, dp, keys, dataset, checkpoints, workdir, int(state.step), progress)
     try:
         with _StopOnInterrupt() as interrupt:
             state = loop.train_epochs(state, interrupt)
     finally:
         loop.close()
-    plot_losses(loop.log.path, workdir / "losses.png", f"{config.model} / {config.strategy}")
+    if dp.is_main:
+        title = f"{config.model} / {config.strategy}"
+        plot_losses(workdir / "metrics.jsonl", workdir / "losses.png", title)
     return state
 
 
-def _prepare_workdir(config: TrainConfig, workdir: Path, resume: bool) -> None:
+def _prepare_workdir(config: TrainConfig, workdir: Path, resume: bool, is_main: bool) -> None:
     config_path = workdir / "config.json"
     if config_path.exists():
         if not resume:
@@ -232,44 +249,50 @@ def _prepare_workdir(config: TrainConfig, workdir: Path, resume: bool) -> None:
         config.check_resumable_from(TrainConfig.from_json(config_path.read_text()), workdir)
     elif resume:
         raise ConfigError(f"--resume given but {workdir} holds no run to resume")
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_json())
+    if jax.process_count() > 1:  # every process checks before the main one writes
+        multihost_utils.sync_global_devices("jaxgan: workdir checked")
+    if is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(config.to_json())
 
 
 class _Loop:
     """One run's epochs: dispatches, logging, sample grids and checkpoints."""
 
-    def __init__(self, run, keys, dataset, checkpoints, workdir, start_step, progress):
+    def __init__(self, run, dp, keys, dataset, checkpoints, workdir, start_step, progress):
         config = run.config
-        self.run, self.config, self.keys = run, config, keys
+        self.run, self.dp, self.config, self.keys = run, dp, config, keys
         self.checkpoints, self.workdir = checkpoints, workdir
         self.steps_per_epoch = config.steps_per_epoch(len(dataset))
-        self.data = jax.device_put((dataset.images, dataset.labels))
         self.num_examples = len(dataset)
-        self.run_chunk = make_chunk_runner(run.step_fn, config)
-        self.sample_noise = grid_noise(config, keys["sample"])
-        self.log = MetricsLog(workdir, start_step=start_step)
+        self.data = dp.replicate((dataset.images, dataset.labels))
+        self.run_chunk = make_chunk_runner(run.step_fn, config, dp)
+        self.order = jax.jit(epoch_order, static_argnums=2, out_shardings=dp.replicated)
+        self.sample_noise = dp.replicate(grid_noise(config, keys["sample"]))
+        # Logs, images and the progress bar come from the main process only.
+        self.log = MetricsLog(workdir, start_step=start_step) if dp.is_main else None
         self.bar = tqdm(
             total=config.epochs * self.steps_per_epoch,
             initial=start_step,
-            disable=not progress,
+            disable=not (progress and dp.is_main),
             unit="step",
             dynamic_ncols=True,
         )
 
     def train_epochs(self, state: GANState, interrupt: _StopOnInterrupt) -> GANState:
-        epoch, position = divmod(int(state.step), self.steps_per_epoch)
+        epoch, position = divmod(int(to_host(state.step)), self.steps_per_epoch)
         while epoch < self.config.epochs:
-            order = epoch_order(self.keys["data"], epoch, self.num_examples)
+            order = self.order(self.keys["data"], epoch, self.num_examples)
             while position < self.steps_per_epoch:
                 length = min(self.config.log_every, self.steps_per_epoch - position)
                 state = self._dispatch(state, order, epoch, position, length)
                 position += length
                 if interrupt.requested and position < self.steps_per_epoch:
                     self._save(state, epoch, position)
+                    step = epoch * self.steps_per_epoch + position
                     raise Interrupted(
-                        f"interrupted at step {int(state.step)} (epoch {epoch + 1}); checkpoint "
-                        f"saved in {self.checkpoints.directory}; continue with --resume"
+                        f"interrupted at step {step} (epoch {epoch + 1}); checkpoint saved in "
+                        f"{self.checkpoints.directory}; continue with --resume"
                     )
             epoch, position = epoch + 1, 0
             self._end_epoch(state, epoch)
@@ -281,26 +304,28 @@ class _Loop:
         return state
 
     def _dispatch(self, state, order, epoch, position, length):
-        first_step = int(state.step)
+        first_step = epoch * self.steps_per_epoch + position
         started = time.perf_counter()
         state, metrics = self.run_chunk(
             state, self.data, order, position, self.keys["noise"], length
         )
-        metrics = jax.device_get(metrics)  # the one host sync per dispatch
+        metrics = to_host(metrics)  # the one host sync per dispatch
         rate = length / (time.perf_counter() - started)
         _check_finite(metrics, first_step, self.checkpoints)
         means = {name: float(np.mean(values)) for name, values in metrics.items()}
-        self.log.write(first_step + length, means, epoch=epoch + 1, steps_per_sec=rate)
+        if self.log:
+            self.log.write(first_step + length, means, epoch=epoch + 1, steps_per_sec=rate)
         self.bar.update(length)
         postfix = {"epoch": epoch + 1, "g_loss": means["g_loss"], "d_loss": means["d_loss"]}
         self.bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"})
         return state
 
     def _end_epoch(self, state, epoch):
-        samples = self.run.generate(state, self.sample_noise)
-        path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
-        rows = NUM_CLASSES if self.config.conditional else None
-        save_grid(samples, path, self.config.pixel_range, rows=rows)
+        if self.dp.is_main:
+            samples = to_host(self.run.generate(state, self.sample_noise))
+            path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
+            rows = NUM_CLASSES if self.config.conditional else None
+            save_grid(samples, path, self.config.pixel_range, rows=rows)
         self._save(state, epoch, 0)
 
     def _save(self, state, epoch, position):
@@ -308,7 +333,8 @@ class _Loop:
 
     def close(self):
         self.bar.close()
-        self.log.close()
+        if self.log:
+            self.log.close()
         self.checkpoints.close()
 
 

@@ -166,7 +166,7 @@ def test_few_updates_per_epoch_warns_with_the_count(mnist_dir, tmp_path, capsys)
 def test_workdir_is_not_overwritten_and_resume_refuses_other_settings(mnist_train, tmp_path):
     run(small(epochs=1), tmp_path, mnist_train)
     with pytest.raises(ConfigError, match="already holds a run"):
-        run(small(epochs=1), tmp_path, mnist_train)
+        train(small(epochs=1), tmp_path, dataset=mnist_train)
     with pytest.raises(ConfigError, match="strategy: saved 'two_pass', now 'd_first'"):
         train(small(strategy="d_first"), tmp_path, dataset=mnist_train, resume=True)
     with pytest.raises(ConfigError, match="holds no run"):

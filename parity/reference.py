@@ -1,0 +1,277 @@
+"""The notes' PyTorch code, literally: both model families and the five training strategies.
+
+Plain PyTorch, written to be read beside the notes (`../shared/notes`) and beside
+`jaxgan.strategies`: `nn.Sequential` models whose last layer is `nn.Sigmoid()`, `nn.BCELoss()`
+on labels shaped `[B, 1]`, `torch.optim.Adam`, and every step a sequence of `zero_grad()`,
+`backward()` and `step()` calls in the order the notes (or the code they follow) make them.
+Nothing here knows about JAX; `parity.convert` moves weights between the two worlds.
+
+Images are NCHW, as a PyTorch loader yields them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+LATENT_DIM = 100
+IMG_SHAPE = (1, 28, 28)
+
+bce = nn.BCELoss()
+
+
+class MLPGenerator(nn.Module):
+    """PyTorch-GAN's `gan.py` generator, with a sigmoid output for `ToTensor` images."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, bn_eps: float = 0.8):
+        super().__init__()
+
+        def block(in_feat, out_feat, normalize=True):
+            layers = [nn.Linear(in_feat, out_feat)]
+            if normalize:
+                # PyTorch-GAN writes BatchNorm1d(out_feat, 0.8): the 0.8 is eps, not momentum.
+                layers.append(nn.BatchNorm1d(out_feat, bn_eps))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            return layers
+
+        self.model = nn.Sequential(
+            *block(latent_dim, 128, normalize=False),
+            *block(128, 256),
+            *block(256, 512),
+            *block(512, 1024),
+            nn.Linear(1024, 28 * 28),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        img = self.model(z)
+        return img.view(img.size(0), *IMG_SHAPE)
+
+
+class MLPDiscriminator(nn.Module):
+    """PyTorch-GAN's `gan.py` discriminator: `784 -> 512 -> 256 -> 1`, sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Linear(28 * 28, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(256, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.model(img.view(img.size(0), -1))
+
+
+class DCGANGenerator(nn.Module):
+    """The PyTorch DCGAN example's generator, scaled to 28x28: 1x1 -> 7x7 -> 14x14 -> 28x28."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, features: int = 64):
+        super().__init__()
+        f = features
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(latent_dim, 2 * f, 7, 1, 0, bias=False),
+            nn.BatchNorm2d(2 * f),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(f),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(f, 1, 4, 2, 1, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.view(z.size(0), z.size(1), 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """The PyTorch DCGAN example's discriminator, scaled to 28x28: 28 -> 14 -> 7 -> 1."""
+
+    def __init__(self, features: int = 64):
+        super().__init__()
+        f = features
+        self.main = nn.Sequential(
+            nn.Conv2d(1, f, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * f),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * f, 1, 7, 1, 0, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.main(img).view(-1, 1)
+
+
+def make_models(name: str, features: int = 64) -> tuple[nn.Module, nn.Module]:
+    """The PyTorch `(generator, discriminator)` of `jaxgan.make_models(name)`, in training mode.
+
+    Args:
+      name: `"mlp"` or `"dcgan"`.
+      features: the DCGAN's base width (ignored by `mlp`).
+
+    Returns:
+      Freshly initialized modules; `parity.convert` loads jaxgan's weights into them.
+    """
+    if name == "mlp":
+        return MLPGenerator(), MLPDiscriminator()
+    if name == "dcgan":
+        return DCGANGenerator(features=features), DCGANDiscriminator(features)
+    raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'dcgan'")
+
+
+def make_optimizer(module: nn.Module) -> torch.optim.Adam:
+    """The notes' optimizer, `Adam(lr=2e-4, betas=(0.5, 0.999))`: jaxgan's `adam()`."""
+    return torch.optim.Adam(module.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+
+# A strategy makes one training step and returns (g_loss, d_loss), as tensors.
+Strategy = Callable[
+    [
+        nn.Module,
+        nn.Module,
+        torch.optim.Optimizer,
+        torch.optim.Optimizer,
+        torch.Tensor,
+        torch.Tensor,
+    ],
+    tuple[torch.Tensor, torch.Tensor],
+]
+
+
+def _labels(real_imgs):
+    batch = real_imgs.size(0)
+    ones = torch.ones(batch, 1, device=real_imgs.device, dtype=real_imgs.dtype)
+    return ones, torch.zeros_like(ones)
+
+
+def two_pass(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+    """Notes §2: G trains on one forward pass, D on a second one through the updated G."""
+    real_label, fake_label = _labels(real_imgs)
+
+    gen_imgs = G(noise)
+    d_fake = D(gen_imgs)
+    g_loss = bce(d_fake, real_label)
+    optimizer_G.zero_grad()
+    g_loss.backward()
+    optimizer_G.step()
+
+    gen_imgs = G(noise)
+    d_fake = D(gen_imgs)
+    d_real = D(real_imgs)
+    d_loss = bce(d_fake, fake_label) + bce(d_real, real_label)
+    optimizer_D.zero_grad()
+    d_loss.backward()
+    optimizer_D.step()
+    return g_loss, d_loss
+
+
+def _shared_forward(G, D, real_imgs, noise):
+    real_label, fake_label = _labels(real_imgs)
+    gen_imgs = G(noise)
+    d_fake = D(gen_imgs)
+    d_real = D(real_imgs)
+    g_loss = bce(d_fake, real_label)
+    d_loss = bce(d_fake, fake_label) + bce(d_real, real_label)
+    return g_loss, d_loss
+
+
+def shared_joint(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+    """The notes' method 1, as written: both backward passes accumulate into both networks."""
+    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    optimizer_G.zero_grad()
+    optimizer_D.zero_grad()
+    g_loss.backward(retain_graph=True)
+    d_loss.backward()
+    optimizer_G.step()
+    optimizer_D.step()
+    return g_loss, d_loss
+
+
+def shared_sequential_as_written(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+    """The notes' method 2, literally. Raises RuntimeError on PyTorch >= 1.5 (see `docs/parity.md`).
+
+    `optimizer_G.step()` changes G's weights in place, bumping their version counters; then
+    `d_loss.backward()` flows through `d_fake` back into G's retained graph, whose saved weights
+    no longer have the version they were saved at, and autograd refuses to use them.
+    """
+    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    optimizer_G.zero_grad()
+    g_loss.backward(retain_graph=True)
+    optimizer_G.step()
+
+    optimizer_D.zero_grad()
+    d_loss.backward()
+    optimizer_D.step()
+    return g_loss, d_loss
+
+
+def shared_sequential(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+    """The update method 2 as written intends: G on g_loss, D on d_loss alone, one forward pass.
+
+    The notes' lines in the notes' order, with one change: `d_loss.backward` stops at D's
+    parameters (`inputs=`), so autograd never walks back into G, whose weights
+    `optimizer_G.step()` has just changed. D's gradient needs only D's saved tensors and the
+    generated images, which are as they were in the forward pass: ∇_D d_loss at (G_t, D_t).
+    `optimizer_D.zero_grad()` stays after `g_loss.backward`, so ∇_D g_loss is discarded.
+    """
+    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    optimizer_G.zero_grad()
+    g_loss.backward(retain_graph=True)
+    optimizer_G.step()
+
+    optimizer_D.zero_grad()
+    d_loss.backward(inputs=list(D.parameters()))
+    optimizer_D.step()
+    return g_loss, d_loss
+
+
+def shared_accumulate(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+    """Method 2 as the notes describe it: D's `.grad` holds g_loss's gradient plus d_loss's."""
+    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    optimizer_G.zero_grad()
+    optimizer_D.zero_grad()
+    g_loss.backward(retain_graph=True)
+    d_loss.backward(inputs=list(D.parameters()))
+    optimizer_G.step()
+    optimizer_D.step()
+    return g_loss, d_loss
+
+
+def d_first(netG, netD, optimizerG, optimizerD, real, noise):
+    """The PyTorch DCGAN example (`examples/dcgan/main.py`): D steps, then G through the new D."""
+    real_label, fake_label = _labels(real)
+    criterion = bce
+
+    netD.zero_grad()
+    output = netD(real)
+    errD_real = criterion(output, real_label)
+    errD_real.backward()
+    fake = netG(noise)
+    output = netD(fake.detach())
+    errD_fake = criterion(output, fake_label)
+    errD_fake.backward()
+    errD = errD_real + errD_fake
+    optimizerD.step()
+
+    netG.zero_grad()
+    output = netD(fake)
+    errG = criterion(output, real_label)
+    errG.backward()
+    optimizerG.step()
+    return errG, errD
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "two_pass": two_pass,
+    "shared_joint": shared_joint,
+    "shared_sequential": shared_sequential,
+    "shared_accumulate": shared_accumulate,
+    "d_first": d_first,
+}

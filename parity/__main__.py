@@ -1,0 +1,182 @@
+"""`python -m parity`: jaxgan against the notes' PyTorch code, step by step, on real MNIST.
+
+    python -m parity --strategy all --model all --steps 20               # the check, float64
+    python -m parity --strategy all --model all --steps 20 --device cuda
+    python -m parity --dtype float32 --steps 20                          # float32 drift, no gate
+    python -m parity --dtype float32 --device cuda --tf32                # what TF32 adds
+
+Prints, per strategy, model and step, the largest absolute difference between the two sides
+in the losses, parameters, BatchNorm statistics and Adam moments, then the maximum over the
+steps beside the tolerances. Exits 1 when a float64 comparison exceeds a tolerance, 2 when the
+data cannot be found. Float32 and mixed comparisons have no tolerance (docs/parity.md says why)
+and only report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import jaxgan
+from jaxgan.data import DATA_DIR_ENV, load_idx_split
+from parity import compare
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO / ".." / "shared" / "data" / "mnist"
+HEADER = f"{'strategy':<18} {'model':<6} {'step':>4}  " + "  ".join(
+    f"{q:>9}" for q in compare.QUANTITIES
+)
+
+
+def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    if value == "all":
+        return list(allowed)
+    chosen = value.split(",")
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {unknown}; choose 'all' or from {list(allowed)}")
+    return chosen
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The runner's command line."""
+    p = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0])
+    p.add_argument("--strategy", default="all", help="'all' or comma-separated strategy names")
+    p.add_argument("--model", default="all", help="'all', 'mlp' or 'dcgan'")
+    p.add_argument("--steps", type=int, default=20, help="training steps per comparison")
+    p.add_argument("--batch-size", type=int, default=64, help="real images (and noise) per step")
+    p.add_argument("--features", type=int, default=64, help="the DCGAN's base width")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the noise")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for both sides")
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=tuple(compare.DTYPES),
+        help="what both sides compute in; tolerances apply to float64 only",
+    )
+    p.add_argument(
+        "--torch-dtype",
+        choices=tuple(compare.DTYPES),
+        help="the reference's dtype when it differs from --dtype (to see one side's own error)",
+    )
+    p.add_argument("--tf32", action="store_true", help="leave the TF32 defaults on (GPU)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
+        help=f"MNIST IDX files (default ${DATA_DIR_ENV}, else ../shared/data/mnist)",
+    )
+    p.add_argument("--json", type=Path, help="also write the table to this file as JSON")
+    args = p.parse_args(argv)
+    args.strategies = _choices(args.strategy, tuple(jaxgan.STRATEGIES), "--strategy")
+    args.models = _choices(args.model, tuple(jaxgan.MODELS), "--model")
+    args.torch_dtype = args.torch_dtype or args.dtype
+    if args.steps < 1 or args.batch_size < 2:
+        raise SystemExit("--steps must be >= 1 and --batch-size >= 2 (BatchNorm needs two)")
+    return args
+
+
+def _format_row(strategy: str, model: str, step: str, diffs: dict[str, float]) -> str:
+    cells = "  ".join(f"{diffs[q]:9.2e}" for q in compare.QUANTITIES)
+    return f"{strategy:<18} {model:<6} {step:>4}  {cells}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the comparisons, prints the table, writes the JSON; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        images = load_idx_split(args.data_dir, "train").images
+    except FileNotFoundError as e:
+        print(
+            f"parity: real MNIST IDX files not found ({e}); pass --data-dir DIR or set "
+            f"{DATA_DIR_ENV}=DIR",
+            file=sys.stderr,
+        )
+        return 2
+    real, noise = compare.mnist_batches(images, args.steps, args.batch_size, args.seed)
+    gated = args.dtype == args.torch_dtype == "float64"
+
+    with compare.fp32_precision(args.tf32) as precision:
+        device = compare.describe_device(args.device)
+        print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
+        print(f"  {args.steps} steps of {args.batch_size} real images, seed {args.seed}")
+        print(f"  device: {device}")
+        print(f"  dtype: jaxgan {args.dtype}, PyTorch {args.torch_dtype} (inputs and initial")
+        print("    weights are the same float32 values on both sides)")
+        print(f"  precision: {precision}")
+        method_2 = {}
+        if "shared_sequential" in args.strategies:
+            for model in args.models:
+                method_2[model] = compare.method_2_as_written(model, args.features, args.device)
+                print(f"  notes' method 2 as written ({model}): {method_2[model]}")
+            print("    (parity.reference.shared_sequential computes the update it intends)")
+        print()
+        print(HEADER)
+        rows = []
+        for model in args.models:
+            for strategy in args.strategies:
+                for row in compare.run(
+                    strategy,
+                    model,
+                    real,
+                    noise,
+                    features=args.features,
+                    seed=args.seed,
+                    device=args.device,
+                    jax_dtype=args.dtype,
+                    torch_dtype=args.torch_dtype,
+                ):
+                    print(_format_row(strategy, model, str(row.step), row.diffs), flush=True)
+                    rows.append(row)
+
+    print()
+    print("largest difference over all steps" + ("" if gated else " (no tolerances: not float64)"))
+    print(HEADER)
+    for (strategy, model), worst in compare.summarize(rows).items():
+        print(_format_row(strategy, model, "max", worst))
+    failures = []
+    if gated:
+        for model in args.models:
+            print(_format_row("tolerance", model, "", compare.TOLERANCES[model]))
+        failures = [
+            f"{r.strategy} {r.model} step {r.step}: {f} at {r.where[f.split()[0]]}"
+            for r in rows
+            for f in r.failures()
+        ]
+        for failure in failures:
+            print(f"FAIL {failure}")
+        print("PASS: within tolerance at every step" if not failures else "FAIL")
+
+    if args.json:
+        report = {
+            "device": device,
+            "precision": precision,
+            "dtype": {"jaxgan": args.dtype, "pytorch": args.torch_dtype},
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "features": args.features,
+            "seed": args.seed,
+            "method_2_as_written": method_2,
+            "tolerances": compare.TOLERANCES if gated else None,
+            "rows": [
+                {
+                    "strategy": r.strategy,
+                    "model": r.model,
+                    "step": r.step,
+                    **r.diffs,
+                    "where": r.where,
+                }
+                for r in rows
+            ],
+            "failures": failures,
+            "passed": not failures,
+        }
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

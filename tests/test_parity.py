@@ -1,0 +1,113 @@
+"""jaxgan against the notes' PyTorch code: every strategy, both models, on real MNIST batches.
+
+The check runs both sides in float64 from the same float32 weights and inputs (docs/parity.md
+explains why float32 cannot be held to 1e-5 over many steps); the DCGAN is narrowed to
+`features=16` to keep CI fast, the MLP is full size.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from jaxgan import MODELS, STRATEGIES
+from jaxgan.data import load_idx_split
+from parity import compare, reference
+from parity.__main__ import main
+
+STEPS = 10
+FEATURES = 16
+
+
+@pytest.fixture(scope="module")
+def batches(mnist_dir):
+    images = load_idx_split(mnist_dir, "train").images
+    return compare.mnist_batches(images, STEPS, 64)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_jaxgan_computes_what_the_pytorch_code_computes(strategy, model, batches):
+    rows = compare.run(strategy, model, *batches, features=FEATURES)
+    assert len(rows) == STEPS
+    failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
+    assert not failures, failures
+
+
+# Pairs of strategies that differ in one term of one network's gradient.
+NEIGHBOURS = [
+    ("shared_sequential", "shared_accumulate"),  # D's gradient with or without ∇_D g_loss
+    ("shared_accumulate", "shared_joint"),  # G's gradient with or without ∇_G d_loss
+    ("two_pass", "shared_sequential"),  # D trained on fakes from G_{t+1} or from G_t
+]
+
+
+@pytest.mark.parametrize(("strategy", "swapped"), NEIGHBOURS)
+def test_the_check_fails_when_the_reference_is_another_strategy(strategy, swapped, batches):
+    real, noise = (x[:2] for x in batches)
+    rows = compare.run(strategy, "mlp", real, noise, reference_strategy=swapped)
+    # Far outside the tolerance, not just over it: the check separates semantics from rounding.
+    assert rows[-1].diffs["params"] > 1e4 * compare.TOLERANCES["mlp"]["params"]
+    assert rows[-1].failures()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_notes_method_2_as_written_raises_the_inplace_error(model):
+    torch.manual_seed(0)
+    G, D = reference.make_models(model, FEATURES)
+    real, noise = torch.rand(4, 1, 28, 28), torch.randn(4, 100)
+    optimizers = reference.make_optimizer(G), reference.make_optimizer(D)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        reference.shared_sequential_as_written(G, D, *optimizers, real, noise)
+
+
+NETWORK_CALLS = {  # (G calls, D calls) per step, as in tests/test_strategies.py
+    "two_pass": (2, 3),
+    "shared_joint": (1, 2),
+    "shared_sequential": (1, 2),
+    "shared_accumulate": (1, 2),
+    "d_first": (1, 3),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_reference_calls_each_network_as_jaxgan_does(strategy):
+    # PyTorch counts training-mode BatchNorm calls in num_batches_tracked.
+    G, D = reference.make_models("dcgan", 8)
+    optimizers = reference.make_optimizer(G), reference.make_optimizer(D)
+    for _ in range(2):
+        reference.STRATEGIES[strategy](
+            G, D, *optimizers, torch.rand(4, 1, 28, 28), torch.randn(4, 100)
+        )
+    g_calls, d_calls = NETWORK_CALLS[strategy]
+    assert int(G.main[1].num_batches_tracked) == 2 * g_calls
+    assert int(D.main[3].num_batches_tracked) == 2 * d_calls
+
+
+def test_float32_losses_from_the_same_weights_agree_to_rounding(batches):
+    real, noise = (x[:1] for x in batches)
+    kinds = {"jax_dtype": "float32", "torch_dtype": "float32"}
+    (row,) = compare.run("shared_joint", "mlp", real, noise, **kinds)
+    # One shared forward pass at identical weights: the losses (about 1.4) differ by rounding.
+    assert row.diffs["loss"] < 1e-6
+
+
+def test_runner_prints_the_table_and_writes_json(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "parity.json"
+    argv = ["--strategy", "shared_sequential,d_first", "--model", "dcgan", "--steps", "2"]
+    argv += ["--features", "8", "--data-dir", str(mnist_dir), "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "modified by an inplace operation" in printed
+    assert "PASS" in printed
+    report = json.loads(out.read_text())
+    assert [(r["strategy"], r["step"]) for r in report["rows"]] == [
+        ("shared_sequential", 1), ("shared_sequential", 2), ("d_first", 1), ("d_first", 2)
+    ]  # fmt: skip
+    assert report["passed"] and all(np.isfinite(r["params"]) for r in report["rows"])
+
+
+def test_runner_says_where_the_data_should_be(tmp_path, capsys):
+    assert main(["--model", "mlp", "--steps", "1", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "--data-dir" in capsys.readouterr().err

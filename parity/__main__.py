@@ -84,6 +84,61 @@ def _format_row(strategy: str, model: str, step: str, diffs: dict[str, float]) -
     return f"{strategy:<18} {model:<6} {step:>4}  {cells}"
 
 
+def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
+    """Prints what is compared, and how; returns the notes' method 2 outcome per model."""
+    print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
+    print(f"  steps: {args.steps}, batch: {args.batch_size} real images, seed: {args.seed}")
+    print(f"  device: {compare.describe_device(args.device)}")
+    print(f"  dtype: jaxgan {args.dtype}, PyTorch {args.torch_dtype} (inputs and initial")
+    print("    weights are the same float32 values on both sides)")
+    print(f"  precision: {precision}")
+    method_2 = {}
+    if "shared_sequential" in args.strategies:
+        for model in args.models:
+            method_2[model] = compare.method_2_as_written(model, args.features, args.device)
+            print(f"  notes' method 2 as written ({model}): {method_2[model]}")
+        print("    (parity.reference.shared_sequential computes the update it intends)")
+    return method_2
+
+
+def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
+    print(HEADER)
+    rows = []
+    for model in args.models:
+        for strategy in args.strategies:
+            for row in compare.run(
+                strategy,
+                model,
+                real,
+                noise,
+                features=args.features,
+                seed=args.seed,
+                device=args.device,
+                jax_dtype=args.dtype,
+                torch_dtype=args.torch_dtype,
+            ):
+                print(_format_row(strategy, model, str(row.step), row.diffs), flush=True)
+                rows.append(row)
+    return rows
+
+
+def _print_summary(args: argparse.Namespace, rows: list[compare.Row], gated: bool) -> list[str]:
+    """Prints the maximum of each column per comparison; returns the failures, if gated."""
+    print("\nlargest difference over all steps" + ("" if gated else ", not checked (not float64)"))
+    print(HEADER)
+    for (strategy, model), worst in compare.summarize(rows).items():
+        print(_format_row(strategy, model, "max", worst))
+    if not gated:
+        return []
+    for model in args.models:
+        print(_format_row("tolerance", model, "", compare.TOLERANCES[model]))
+    failures = [f"{r.strategy} {r.model} step {r.step}: {f}" for r in rows for f in r.failures()]
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print("FAIL" if failures else "PASS: within tolerance at every step")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the comparisons, prints the table, writes the JSON; returns the exit status."""
     args = parse_args(argv)
@@ -98,61 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     real, noise = compare.mnist_batches(images, args.steps, args.batch_size, args.seed)
     gated = args.dtype == args.torch_dtype == "float64"
-
     with compare.fp32_precision(args.tf32) as precision:
-        device = compare.describe_device(args.device)
-        print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
-        print(f"  {args.steps} steps of {args.batch_size} real images, seed {args.seed}")
-        print(f"  device: {device}")
-        print(f"  dtype: jaxgan {args.dtype}, PyTorch {args.torch_dtype} (inputs and initial")
-        print("    weights are the same float32 values on both sides)")
-        print(f"  precision: {precision}")
-        method_2 = {}
-        if "shared_sequential" in args.strategies:
-            for model in args.models:
-                method_2[model] = compare.method_2_as_written(model, args.features, args.device)
-                print(f"  notes' method 2 as written ({model}): {method_2[model]}")
-            print("    (parity.reference.shared_sequential computes the update it intends)")
+        method_2 = _print_setup(args, precision)
         print()
-        print(HEADER)
-        rows = []
-        for model in args.models:
-            for strategy in args.strategies:
-                for row in compare.run(
-                    strategy,
-                    model,
-                    real,
-                    noise,
-                    features=args.features,
-                    seed=args.seed,
-                    device=args.device,
-                    jax_dtype=args.dtype,
-                    torch_dtype=args.torch_dtype,
-                ):
-                    print(_format_row(strategy, model, str(row.step), row.diffs), flush=True)
-                    rows.append(row)
-
-    print()
-    print("largest difference over all steps" + ("" if gated else " (no tolerances: not float64)"))
-    print(HEADER)
-    for (strategy, model), worst in compare.summarize(rows).items():
-        print(_format_row(strategy, model, "max", worst))
-    failures = []
-    if gated:
-        for model in args.models:
-            print(_format_row("tolerance", model, "", compare.TOLERANCES[model]))
-        failures = [
-            f"{r.strategy} {r.model} step {r.step}: {f} at {r.where[f.split()[0]]}"
-            for r in rows
-            for f in r.failures()
-        ]
-        for failure in failures:
-            print(f"FAIL {failure}")
-        print("PASS: within tolerance at every step" if not failures else "FAIL")
+        rows = _run_all(args, real, noise)
+    failures = _print_summary(args, rows, gated)
 
     if args.json:
         report = {
-            "device": device,
+            "device": compare.describe_device(args.device),
             "precision": precision,
             "dtype": {"jaxgan": args.dtype, "pytorch": args.torch_dtype},
             "steps": args.steps,
@@ -162,13 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "method_2_as_written": method_2,
             "tolerances": compare.TOLERANCES if gated else None,
             "rows": [
-                {
-                    "strategy": r.strategy,
-                    "model": r.model,
-                    "step": r.step,
-                    **r.diffs,
-                    "where": r.where,
-                }
+                {"strategy": r.strategy, "model": r.model, "step": r.step, **r.diffs}
+                | {"where": r.where}
                 for r in rows
             ],
             "failures": failures,

@@ -92,6 +92,9 @@ def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
     print(f"  dtype: jaxgan {args.dtype}, PyTorch {args.torch_dtype} (inputs and initial")
     print("    weights are the same float32 values on both sides)")
     print(f"  precision: {precision}")
+    if args.steps > compare.TOLERANCE_STEPS:
+        print(f"  note: the tolerances are set for up to {compare.TOLERANCE_STEPS} steps, and")
+        print("    rounding differences grow with the number of steps")
     method_2 = {}
     if "shared_sequential" in args.strategies:
         for model in args.models:

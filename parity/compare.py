@@ -25,15 +25,19 @@ from jaxgan.state import GANState
 from parity import convert, reference
 
 QUANTITIES = ("loss", "params", "bn_stats", "adam_mu", "adam_nu")
+# What each side computes in, by name: (JAX dtype, PyTorch dtype).
+DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
 
 # Largest absolute difference allowed at any step when both sides compute in float64, per model
 # and column: 100x the largest value measured on CPU over all five strategies and 20 steps,
-# rounded up to a power of ten (docs/parity.md has the measurements and the reasoning). There
-# are no float32 tolerances: two correct float32 implementations drift apart by far more than
-# 1e-5 within 20 steps of this training problem, as docs/parity.md shows.
+# rounded up to a power of ten (docs/parity.md has the measurements and the reasoning). The
+# differences are rounding, which grows with the number of steps: these hold for runs of up to
+# TOLERANCE_STEPS steps. There are no float32 tolerances: two correct float32 implementations
+# drift apart by far more than 1e-5 within 20 steps of this training problem (docs/parity.md).
+TOLERANCE_STEPS = 20
 TOLERANCES: dict[str, dict[str, float]] = {
     "mlp": dict(loss=1e-13, params=1e-10, bn_stats=1e-11, adam_mu=1e-13, adam_nu=1e-16),
-    "dcgan": dict(loss=1e-11, params=1e-10, bn_stats=1e-12, adam_mu=1e-11, adam_nu=1e-13),
+    "dcgan": dict(loss=1e-11, params=1e-10, bn_stats=1e-13, adam_mu=1e-11, adam_nu=1e-13),
 }
 
 
@@ -171,9 +175,6 @@ def describe_device(device: str) -> str:
 def _torch_input(x: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     t = torch.tensor(x, device=device, dtype=dtype)
     return t.permute(0, 3, 1, 2).contiguous() if t.ndim == 4 else t  # NHWC -> NCHW
-
-
-DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
 
 
 def run(

@@ -1,8 +1,9 @@
 """jaxgan against the notes' PyTorch code: every strategy, both models, on real MNIST batches.
 
 The check runs both sides in float64 from the same float32 weights and inputs (docs/parity.md
-explains why float32 cannot be held to 1e-5 over many steps); the DCGAN is narrowed to
-`features=16` to keep CI fast, the MLP is full size.
+explains why float32 cannot be held to 1e-5 over many steps). The MLP is full size; the DCGAN
+is narrowed to `features=8`, because PyTorch's float64 convolutions on the CPU are slow (the
+layouts and the arithmetic do not depend on the width).
 """
 
 import json
@@ -17,7 +18,7 @@ from parity import compare, reference
 from parity.__main__ import main
 
 STEPS = 10
-FEATURES = 16
+FEATURES = 8
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +96,14 @@ def test_float32_losses_from_the_same_weights_agree_to_rounding(batches):
 
 def test_runner_prints_the_table_and_writes_json(mnist_dir, tmp_path, capsys):
     out = tmp_path / "parity.json"
-    argv = ["--strategy", "shared_sequential,d_first", "--model", "dcgan", "--steps", "2"]
+    argv = ["--strategy", "shared_sequential", "--model", "dcgan", "--steps", "2"]
     argv += ["--features", "8", "--data-dir", str(mnist_dir), "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "modified by an inplace operation" in printed
     assert "PASS" in printed
     report = json.loads(out.read_text())
-    assert [(r["strategy"], r["step"]) for r in report["rows"]] == [
-        ("shared_sequential", 1), ("shared_sequential", 2), ("d_first", 1), ("d_first", 2)
-    ]  # fmt: skip
+    assert [(r["model"], r["step"]) for r in report["rows"]] == [("dcgan", 1), ("dcgan", 2)]
     assert report["passed"] and all(np.isfinite(r["params"]) for r in report["rows"])
 
 

@@ -8,14 +8,18 @@ flax -> PyTorch -> flax returns identical bits. The layouts, per layer kind:
   `[z, (h, w, c)]` = weight `[z, c, h, w]` with its axes ordered `(z, h, w, c)`.
 - `UpConv` (`ConvTranspose2d(c_in, c_out, 4, 2, 1)`): kernel `[ky, kx, c_in, c_out]` = weight
   `[c_in, c_out, ky, kx]`.
-- `nn.Conv` (`Conv2d`): kernel `[kh, kw, in, out]` = weight `[out, in, kh, kw]`.
+- `DownConv` (`Conv2d(c_in, c_out, 4, 2, 1)`): kernel `[ky, kx, c_in, c_out]` = weight
+  `[c_out, c_in, ky, kx]`, as flax's `nn.Conv` stores it.
+- `nn.Dense` as the DCGAN's last layer (`Conv2d(c, o, 7)` on a 7x7 input): kernel
+  `[(h, w, c), o]` = weight `[o, c, h, w]` with its axes ordered `(h, w, c, o)`.
 - `BatchNorm` (`BatchNorm1d`/`2d`): params scale, bias = weight, bias; batch_stats mean, var =
   running_mean, running_var.
 
-No kernel is flipped. `Conv2d` and `nn.Conv` are both cross-correlations. `ConvTranspose2d`
-adds `weight[c, o, ky, kx] * x[c, i, j]` to output `(i s - p + ky, j s - p + kx)`, and
-`UpConv` (see its docstring) and the 1x1 -> 7x7 latent layer index their kernels the same way;
-`tests/test_convert.py` checks each layer's forward pass against PyTorch's.
+No kernel is flipped. `Conv2d` is a cross-correlation, which `DownConv` and the last layer
+compute too. `ConvTranspose2d` adds `weight[c, o, ky, kx] * x[c, i, j]` to output
+`(i s - p + ky, j s - p + kx)`, and `UpConv` (see its docstring) and the 1x1 -> 7x7 latent layer
+index their kernels the same way; `tests/test_convert.py` checks the converted models' outputs
+against PyTorch's.
 
 jaxgan's `BatchNorm` keeps PyTorch's running statistics (momentum convention and unbiased
 running variance), so they are copied unchanged. `num_batches_tracked` has no flax
@@ -69,6 +73,15 @@ def _latent_from_torch(w, shape):
     return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
+def _flat_conv_to_torch(k, shape):  # [(h, w, c), o] -> [o, c, h, w]
+    o, c, h, w = shape
+    return k.reshape(h, w, c, o).transpose(3, 2, 0, 1)
+
+
+def _flat_conv_from_torch(w, shape):
+    return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class Leaf:
     """One flax leaf and the PyTorch tensor it becomes."""
@@ -87,6 +100,7 @@ LINEAR = (
 LATENT = (Leaf("params", "kernel", "weight", _latent_to_torch, _latent_from_torch),)
 CONV_T = (Leaf("params", "kernel", "weight", _conv_t_swap, _conv_t_swap),)
 CONV = (Leaf("params", "kernel", "weight", _conv_to_torch, _conv_from_torch),)
+FLAT_CONV = (Leaf("params", "kernel", "weight", _flat_conv_to_torch, _flat_conv_from_torch),)
 BATCHNORM = (
     Leaf("params", "scale", "weight", _same, _same),
     Leaf("params", "bias", "bias", _same, _same),
@@ -119,10 +133,10 @@ LAYERS: dict[tuple[str, str], tuple[tuple[str, str, tuple[Leaf, ...]], ...]] = {
         ("UpConv_1", "main.6", CONV_T),
     ),
     ("dcgan", "D"): (
-        ("Conv_0", "main.0", CONV),
-        ("Conv_1", "main.2", CONV),
+        ("DownConv_0", "main.0", CONV),
+        ("DownConv_1", "main.2", CONV),
         ("BatchNorm_0", "main.3", BATCHNORM),
-        ("Conv_2", "main.5", CONV),
+        ("Dense_0", "main.5", FLAT_CONV),
     ),
 }
 

@@ -59,9 +59,9 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
 
 
 def _fmt(value: float) -> str:
-    if value == 0 or 0.01 <= abs(value) < 1000:
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return f"{value:.2e}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
 
 
 def cell(values: np.ndarray) -> str:
@@ -115,13 +115,14 @@ def plot_training(results: dict[str, Any], group: str, path: Path) -> None:
 
 
 def save_samples(workdirs: list[Path], path: Path) -> None:
-    """A strip of 4x4 grids, one per seed's final generator (evaluation mode), as a PNG."""
+    """A strip of 4x4 grids, one per seed's final generator (evaluation mode), as a PNG at
+    twice the images' size."""
     grids = []
     for workdir in workdirs:
         _, run, state = load_run(workdir)
         images = generate(run, state, SAMPLES_PER_SEED, seed=1)
-        grids.append(image_grid(images))
-    gap = np.full((grids[0].shape[0], 4), 128, np.uint8)
+        grids.append(image_grid(images).repeat(2, axis=0).repeat(2, axis=1))  # 2x, for viewing
+    gap = np.full((grids[0].shape[0], 8), 128, np.uint8)
     strip = np.concatenate([part for grid in grids for part in (grid, gap)][:-1], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(strip, mode="L").save(path, optimize=True)

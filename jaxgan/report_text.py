@@ -82,17 +82,17 @@ def setup(study: Study, results: dict[str, Any], cells: Cells) -> list[str]:
 
 
 def _dcgan_cost(study: Study, cells: Cells) -> str:
-    per_update = {}
-    for group in study.groups:
-        if (group.name, "two_pass") in cells:
-            seconds = np.mean(cells[(group.name, "two_pass")]["train_seconds"])
-            per_update[group.model] = seconds / (group.epochs * 60_000 // study.batch_size)
-    if len(per_update) < 2:
+    speed = {
+        group.model: np.mean(cells[(group.name, "two_pass")]["peak_steps_per_sec"])
+        for group in study.groups
+        if (group.name, "two_pass") in cells
+    }
+    if len(speed) < 2:
         return ""
-    ratio = per_update["dcgan"] / per_update["mlp"]
+    ratio = speed["mlp"] / speed["dcgan"]
     return (
-        f"A DCGAN update (base width {study.features}) took {ratio:.0f} times as long as an MLP "
-        f"update here. "
+        f"At peak speed a DCGAN update (base width {study.features}) took {ratio:.0f} times as "
+        f"long as an MLP update here. "
     )
 
 
@@ -179,7 +179,7 @@ def _group_claims(group: str, results: dict[str, Any], cells: Cells) -> list[str
         ]
     if seq is not None:
         same = compare(seq["frechet_distance"], tp["frechet_distance"]) == 0
-        ratio = np.mean(tp["train_seconds"]) / np.mean(seq["train_seconds"])
+        ratio = np.mean(seq["peak_steps_per_sec"]) / np.mean(tp["peak_steps_per_sec"])
         lines += [
             f"- **One forward pass or two (`shared_sequential` against `two_pass`).** The only "
             f"difference is whether D sees fakes from G_t (one pass) or from the updated G_t+1 "
@@ -187,8 +187,8 @@ def _group_claims(group: str, results: dict[str, Any], cells: Cells) -> list[str
             f"and {_better(seq, tp, 'frechet_distance', False)} by Fréchet distance "
             f"({cell(seq['classifier_score'])} and {cell(seq['frechet_distance'])} against "
             f"{cell(tp['classifier_score'])} and {cell(tp['frechet_distance'])}). The second "
-            f"forward pass made training take {ratio:.2f} times as long here (shared cores "
-            f"make timings noisy) and bought "
+            f"forward pass made an update take {ratio:.2f} times as long (peak speeds) and "
+            f"bought "
             f"{'nothing these seeds can see' if same else 'the difference above'}.",
         ]
     if first is not None:

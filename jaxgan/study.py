@@ -181,8 +181,9 @@ def _saved_steps(workdir: Path) -> list[int]:
 
 
 def training_summary(workdir: Path) -> dict[str, float]:
-    """From a run's `metrics.jsonl`: the last epoch's mean losses and D outputs, and the time
-    its dispatches took (seconds, compilation included)."""
+    """From a run's `metrics.jsonl`: the last epoch's mean losses and D outputs, the time its
+    dispatches took (seconds, compilation included), and its peak speed (the 90th percentile of
+    the dispatches' steps per second, which other jobs on shared cores disturb least)."""
     records = read_metrics(workdir / "metrics.jsonl")
     last_epoch = [r for r in records if r["epoch"] == records[-1]["epoch"]]
     summary = {
@@ -190,7 +191,9 @@ def training_summary(workdir: Path) -> dict[str, float]:
         for name in ("g_loss", "d_loss", "d_real", "d_fake")
     }
     steps = np.diff([0] + [r["step"] for r in records])
-    summary["train_seconds"] = float(np.sum(steps / [r["steps_per_sec"] for r in records]))
+    rates = np.asarray([r["steps_per_sec"] for r in records])
+    summary["train_seconds"] = float(np.sum(steps / rates))
+    summary["peak_steps_per_sec"] = float(np.percentile(rates, 90))
     return summary
 
 

@@ -1,6 +1,7 @@
 """Train every strategy on the same seeds and data, score each run, and write the report.
 
-The report in docs/strategies.md was written by (about 3 h on 2 shared CPU cores):
+The report in docs/strategies.md was written by this command (its runs took 3.2 h of training
+on 2 CPU cores shared with other jobs, two or three runs at a time):
 
     PYTHONPATH=. python scripts/compare_strategies.py --data-dir ../shared/data/mnist
 
@@ -21,9 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jaxgan.data import DATA_DIR_ENV, DataError, load_idx_split
 
-# The study behind docs/strategies.md: the notes' MLP with every strategy, and the DCGAN with
-# the notes' own two_pass for as many epochs as 2 shared CPU cores allowed beside it.
-DEFAULT_GROUPS = ["mlp:unit:10:all", "dcgan:unit:3:two_pass"]
+# The study behind docs/strategies.md: the notes' MLP with every strategy; shared_sequential
+# again with PyTorch-GAN's [-1, 1] and tanh, to tell the pixel range's effect from the
+# strategy's; and the DCGAN with the notes' own two_pass for as many epochs as 2 shared CPU
+# cores allowed beside them.
+DEFAULT_GROUPS = [
+    "mlp:unit:10:all",
+    "mlp:symmetric:10:shared_sequential",
+    "dcgan:unit:3:two_pass",
+]
 
 
 def parser() -> argparse.ArgumentParser:

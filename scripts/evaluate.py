@@ -44,8 +44,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     args = parser().parse_args(argv)
-    if args.num_samples < 10:
-        return _fail(f"--num-samples must be at least 10, got {args.num_samples}")
+    for name in ("num_samples", "test_images"):
+        value = getattr(args, name)
+        if value is not None and value < 10:
+            return _fail(f"--{name.replace('_', '-')} must be at least 10, got {value}")
     if not (args.checkpoint / "config.json").is_file():
         return _fail(f"{args.checkpoint} holds no training run (no config.json)")
 

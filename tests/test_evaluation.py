@@ -107,3 +107,5 @@ def test_evaluate_script_fails_clearly(trained, mnist_dir, tmp_path, capsys):
     assert "no checkpoint at step 3" in capsys.readouterr().err
     assert evaluate([str(workdir), "--data-dir", str(tmp_path / "missing")]) == 2
     assert "data: " in capsys.readouterr().err
+    assert evaluate([str(workdir), "--num-samples", "0"]) == 2
+    assert "--num-samples must be at least 10, got 0" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Train every strategy on the same seeds and data, score each run, and write the report.
 
-The report in docs/strategies.md was written by this command (its runs took 3.2 h of training
+The report in docs/strategies.md was written by this command (its runs took 3.8 h of training
 on 2 CPU cores shared with other jobs, two or three runs at a time):
 
     PYTHONPATH=. python scripts/compare_strategies.py --data-dir ../shared/data/mnist
@@ -29,7 +29,7 @@ from jaxgan.data import DATA_DIR_ENV, DataError, load_idx_split
 DEFAULT_GROUPS = [
     "mlp:unit:10:all",
     "mlp:symmetric:10:shared_sequential",
-    "dcgan:unit:3:two_pass",
+    "dcgan:unit:5:two_pass",
 ]
 
 

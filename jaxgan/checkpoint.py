@@ -36,6 +36,10 @@ class Checkpointer:
         """The newest checkpoint's training step, or `None` when there is none."""
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps of the checkpoints on disk, oldest first."""
+        return sorted(self._manager.all_steps())
+
     def save(self, state: GANState, keys: dict[str, jax.Array], record: dict[str, Any]) -> None:
         """Writes a checkpoint at `state.step` and waits until it is on disk.
 

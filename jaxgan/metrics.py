@@ -318,11 +318,7 @@ def evaluate_samples(
     reference_images: np.ndarray | jax.Array,
     *,
     classifier: Classifier | None = None,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    score_splits: int = 10,
-    seed: int = 0,
-    labels: np.ndarray | None = None,
+    **kwargs: Any,
 ) -> dict[str, float]:
     """Every metric of this module for generated samples against real reference images.
 
@@ -330,6 +326,33 @@ def evaluate_samples(
       samples: generated images, `[N, 28, 28, 1]`, `uint8` or float in `[0, 1]`.
       reference_images: real images in the same format, usually the 10,000 test images.
       classifier: defaults to the shipped weights.
+      **kwargs: passed to `evaluate_features` (`kid_subsets`, `score_splits`, `seed`,
+        `labels`, ...).
+
+    Returns:
+      `evaluate_features` of the two image sets' classifier outputs.
+    """
+    sample_features, sample_probs = features(samples, classifier)
+    reference_features, _ = features(reference_images, classifier)
+    return evaluate_features(sample_features, sample_probs, reference_features, **kwargs)
+
+
+def evaluate_features(
+    sample_features: np.ndarray,
+    sample_probs: np.ndarray,
+    reference_features: np.ndarray,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    score_splits: int = 10,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Every metric of this module from classifier outputs (see `features`), computed once each.
+
+    Args:
+      sample_features, sample_probs: `features(samples)` of the generated images.
+      reference_features: `features(reference_images)[0]` of the real images.
       kid_subsets, kid_subset_size: see `kernel_inception_distance`.
       score_splits: see `classifier_score`.
       seed: seeds KID's subset draws.
@@ -341,8 +364,6 @@ def evaluate_samples(
       and `recall` (k=3); `classifier_score` and `classifier_score_std`; `classes_covered`
       (classes with at least 1% of the samples) and `class_kl_uniform` (nats), of the samples.
     """
-    sample_features, sample_probs = features(samples, classifier)
-    reference_features, _ = features(reference_images, classifier)
     kid, kid_std = kernel_inception_distance(
         sample_features, reference_features, kid_subsets, kid_subset_size, seed
     )
@@ -400,11 +421,30 @@ def reference_metrics(
       `evaluate_samples` of the drawn training images against `test_images`.
     """
     num_samples = len(test_images) if num_samples is None else num_samples
-    draw = np.random.default_rng(seed).choice(len(train_images), num_samples, replace=False)
-    drawn = np.sort(draw)
+    drawn = _reference_indices(len(train_images), num_samples, seed)
     labels = None if train_labels is None else np.asarray(train_labels)[drawn]
     images = np.asarray(train_images)[drawn]
     return evaluate_samples(images, test_images, seed=seed, labels=labels, **kwargs)
+
+
+def _reference_indices(num_train: int, num_samples: int, seed: int) -> np.ndarray:
+    """The sorted indices of the training images `reference_metrics` draws."""
+    draw = np.random.default_rng(seed).choice(num_train, num_samples, replace=False)
+    return np.sort(draw)
+
+
+def reference_draw(train_images: np.ndarray, num_samples: int, seed: int = 0) -> np.ndarray:
+    """The training images that `reference_metrics` scores.
+
+    Args:
+      train_images: the real training images.
+      num_samples: how many to draw, without replacement.
+      seed: seeds the draw.
+
+    Returns:
+      The drawn images, in their order in `train_images`.
+    """
+    return np.asarray(train_images)[_reference_indices(len(train_images), num_samples, seed)]
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

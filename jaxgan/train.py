@@ -83,6 +83,38 @@ class Run:
         return generate(self.generator, state, noise)
 
 
+def load_run(workdir: str | Path, step: int | None = None) -> tuple[TrainConfig, Run, GANState]:
+    """Restores a trained run from its workdir, for sampling or evaluation.
+
+    Args:
+      workdir: a folder `train` wrote: its `config.json` rebuilds the networks and the
+        checkpoint fills in the state.
+      step: which checkpoint (see `Checkpointer.latest_step`); `None` for the newest.
+
+    Returns:
+      `(config, run, state)`; `run.generate(state, noise)` samples the generator.
+
+    Raises:
+      FileNotFoundError: the folder holds no run, or no checkpoint at `step`.
+    """
+    config_path = Path(workdir) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{workdir} holds no training run (no config.json)")
+    config = TrainConfig.from_json(config_path.read_text())
+    run = Run.build(config)
+    keys = run_keys(config.seed)
+    checkpoints = Checkpointer(workdir)
+    try:
+        saved = checkpoints.all_steps()
+        if not saved or (step is not None and step not in saved):
+            wanted = "no checkpoint" if step is None else f"no checkpoint at step {step}"
+            raise FileNotFoundError(f"{checkpoints.directory} holds {wanted} (saved: {saved})")
+        state, _, _ = checkpoints.restore(run.init_state(keys["init"]), keys, step)
+    finally:
+        checkpoints.close()
+    return config, run, state
+
+
 def run_keys(seed: int) -> dict[str, jax.Array]:
     """The run's independent PRNG streams, all derived from one seed."""
     return dict(zip(KEY_NAMES, jax.random.split(jax.random.key(seed), len(KEY_NAMES)), strict=True))

@@ -1,0 +1,234 @@
+"""The strategy study: train every (model, strategy, seed) through the CLI, score each run.
+
+A study is a list of `Group`s (a model, a pixel range, a number of epochs and the strategies to
+train) crossed with the seeds. Each run is trained by `jaxgan.cli.main`, the code path of
+`scripts/train.py`, into `<out>/<model>-<pixel range>/<strategy>/seed<k>`; a run that is already
+complete there is kept, and one that stopped early is resumed (a resumed run computes exactly
+what an uninterrupted one does). Each final checkpoint is scored once with `jaxgan.evaluation`
+and the scores are cached in the run's folder as `evaluation_step<N>.json`, so rerunning the
+study only does the work still missing.
+`jaxgan.report` turns the results into the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxgan import cli
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.evaluation import Evaluator, evaluate_run
+from jaxgan.logs import read_metrics
+from jaxgan.strategies import STRATEGIES
+
+
+class StudyError(RuntimeError):
+    """A run could not be trained or reused; the message names its folder."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Runs that share a model, a pixel range and a length, one per strategy and seed.
+
+    Attributes:
+      model: `"mlp"` or `"dcgan"`.
+      pixel_range: `"unit"` ([0, 1], sigmoid G) or `"symmetric"` ([-1, 1], tanh G).
+      epochs: passes over the training set.
+      strategies: the strategies to train, in report order.
+    """
+
+    model: str
+    pixel_range: str
+    epochs: int
+    strategies: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> Group:
+        """Reads `MODEL:PIXEL_RANGE:EPOCHS:STRATEGY[,STRATEGY...]` (`all` for all five)."""
+        parts = spec.split(":")
+        if len(parts) != 4:
+            raise ValueError(f"a group is MODEL:PIXEL_RANGE:EPOCHS:STRATEGIES, got {spec!r}")
+        model, pixel_range, epochs, strategies = parts
+        names = list(STRATEGIES) if strategies == "all" else strategies.split(",")
+        unknown = [s for s in names if s not in STRATEGIES]
+        if unknown or not epochs.isdigit() or int(epochs) < 1:
+            raise ValueError(
+                f"in group {spec!r}: epochs must be a positive integer and strategies 'all' or "
+                f"names from {list(STRATEGIES)}"
+            )
+        return cls(model, pixel_range, int(epochs), tuple(names))
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.pixel_range}"
+
+    def spec(self) -> str:
+        """The `--group` argument that describes this group."""
+        names = "all" if self.strategies == tuple(STRATEGIES) else ",".join(self.strategies)
+        return f"{self.model}:{self.pixel_range}:{self.epochs}:{names}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Everything that decides what the study computes.
+
+    Attributes:
+      groups: the groups of runs.
+      seeds: every (group, strategy) is trained once per seed.
+      batch_size: images per update, every run.
+      features: the DCGAN's base width (the MLP ignores it).
+      num_samples: generated images scored per run (and real ones for the reference).
+      out: folder of the runs.
+      data_dir: folder of the MNIST IDX files.
+      train_examples: train on the first N training images only (`None`: all).
+      trend_groups: names of groups whose runs also get their previous checkpoint scored (one
+        epoch before the end), to show whether the scores were still moving.
+    """
+
+    groups: tuple[Group, ...]
+    seeds: tuple[int, ...]
+    batch_size: int
+    features: int
+    num_samples: int
+    out: Path
+    data_dir: str
+    train_examples: int | None = None
+    trend_groups: tuple[str, ...] = ()
+
+    def workdir(self, group: Group, strategy: str, seed: int) -> Path:
+        return self.out / group.name / strategy / f"seed{seed}"
+
+    def train_args(self, group: Group, strategy: str, seed: int) -> list[str]:
+        """The `scripts/train.py` arguments of one run."""
+        args = [
+            "--model", group.model, "--strategy", strategy, "--pixel-range", group.pixel_range,
+            "--epochs", str(group.epochs), "--batch-size", str(self.batch_size),
+            "--features", str(self.features), "--seed", str(seed), "--data-dir", self.data_dir,
+            "--workdir", str(self.workdir(group, strategy, seed)), "--no-progress",
+        ]  # fmt: skip
+        if self.train_examples is not None:
+            args += ["--train-examples", str(self.train_examples)]
+        return args
+
+
+def ensure_trained(study: Study, group: Group, strategy: str, seed: int, target: int) -> bool:
+    """Trains one run through the CLI unless its folder already holds it complete.
+
+    Args:
+      study: the study.
+      group, strategy, seed: which run.
+      target: its final step (`epochs * steps per epoch`).
+
+    Returns:
+      Whether any training was done (`False`: the run was complete already).
+
+    Raises:
+      StudyError: the folder holds a longer run, or the CLI failed (its message is printed).
+    """
+    workdir = study.workdir(group, strategy, seed)
+    args = study.train_args(group, strategy, seed)
+    if (workdir / "config.json").exists():
+        latest = max(_saved_steps(workdir), default=0)
+        if latest == target:
+            return False
+        if latest > target:
+            raise StudyError(f"{workdir} holds a run of {latest} steps, more than {target}")
+        args.append("--resume")
+    print(f"training {workdir} ({'resumed' if '--resume' in args else 'new'})", flush=True)
+    status = cli.main(args)
+    if status != 0:
+        raise StudyError(f"training {workdir} failed (exit status {status})")
+    return True
+
+
+def evaluation(study: Study, workdir: Path, evaluator: Evaluator, step: int) -> dict[str, Any]:
+    """`evaluate_run` of a run's checkpoint at `step`, cached in the run's folder."""
+    cache = workdir / f"evaluation_step{step}.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached["num_samples"] == study.num_samples and cached["step"] == step:
+            return cached
+    print(f"scoring {workdir} at step {step}", flush=True)
+    result = evaluate_run(workdir, evaluator, step=step, num_samples=study.num_samples)
+    cache.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def reference(study: Study, evaluator: Evaluator, train_images: np.ndarray) -> dict[str, Any]:
+    """The real-data reference (training images against test images), cached in `study.out`."""
+    cache = study.out / "reference.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached["num_samples"] == study.num_samples:
+            return cached
+    scores = evaluator.reference(train_images, study.num_samples)
+    result = {"num_samples": study.num_samples, **dataclasses.asdict(scores)}
+    study.out.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _saved_steps(workdir: Path) -> list[int]:
+    checkpoints = Checkpointer(workdir)
+    try:
+        return checkpoints.all_steps()
+    finally:
+        checkpoints.close()
+
+
+def training_summary(workdir: Path) -> dict[str, float]:
+    """From a run's `metrics.jsonl`: the last epoch's mean losses and D outputs, the time its
+    dispatches took (seconds, compilation included), and its peak speed (the 90th percentile of
+    the dispatches' steps per second, which other jobs on shared cores disturb least)."""
+    records = read_metrics(workdir / "metrics.jsonl")
+    last_epoch = [r for r in records if r["epoch"] == records[-1]["epoch"]]
+    summary = {
+        f"last_epoch_{name}": float(np.mean([r[name] for r in last_epoch]))
+        for name in ("g_loss", "d_loss", "d_real", "d_fake")
+    }
+    steps = np.diff([0] + [r["step"] for r in records])
+    rates = np.asarray([r["steps_per_sec"] for r in records])
+    summary["train_seconds"] = float(np.sum(steps / rates))
+    summary["peak_steps_per_sec"] = float(np.percentile(rates, 90))
+    return summary
+
+
+def run_study(study: Study, train_images: np.ndarray, test_images: np.ndarray) -> dict[str, Any]:
+    """Trains what is missing, scores every run, and collects the results.
+
+    Args:
+      study: the study.
+      train_images: the MNIST training images (their count sets the steps per epoch, and the
+        reference draws from them).
+      test_images: the images every run is scored against.
+
+    Returns:
+      `{"reference": ..., "runs": [...]}`; each run is a dict with `group`, `strategy`, `seed`,
+      `workdir`, `evaluation` (`evaluate_run`'s result), `previous` (the previous checkpoint's,
+      for trend groups) and `training` (`training_summary`).
+    """
+    steps_per_epoch = (study.train_examples or len(train_images)) // study.batch_size
+    evaluator = Evaluator(test_images)
+    results: dict[str, Any] = {"reference": reference(study, evaluator, train_images), "runs": []}
+    for seed in study.seeds:  # seed-major: a partial study already compares every strategy
+        for group in study.groups:
+            for strategy in group.strategies:
+                ensure_trained(study, group, strategy, seed, group.epochs * steps_per_epoch)
+    for group in study.groups:
+        for strategy in group.strategies:
+            for seed in study.seeds:
+                workdir = study.workdir(group, strategy, seed)
+                run = {"group": group.name, "strategy": strategy, "seed": seed}
+                run["workdir"] = str(workdir)
+                final = group.epochs * steps_per_epoch
+                run["evaluation"] = evaluation(study, workdir, evaluator, final)
+                previous = final - steps_per_epoch
+                if group.name in study.trend_groups and previous in _saved_steps(workdir):
+                    run["previous"] = evaluation(study, workdir, evaluator, previous)
+                run["training"] = training_summary(workdir)
+                results["runs"].append(run)
+    return results

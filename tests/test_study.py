@@ -1,0 +1,110 @@
+"""The strategy study on a slice of real MNIST: training through the CLI, reuse, resume, report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxgan.study
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.data import load_idx_split
+from jaxgan.report import compare, write_report
+from jaxgan.strategies import STRATEGIES
+from jaxgan.study import Group, Study, StudyError, ensure_trained, run_study
+
+
+def test_group_specs_parse_and_print_back():
+    group = Group.parse("mlp:unit:10:all")
+    assert group == Group("mlp", "unit", 10, tuple(STRATEGIES))
+    assert group.name == "mlp-unit" and group.spec() == "mlp:unit:10:all"
+    two = Group.parse("dcgan:symmetric:3:two_pass,d_first")
+    assert two.strategies == ("two_pass", "d_first") and Group.parse(two.spec()) == two
+    for bad in ("mlp:unit:10", "mlp:unit:0:all", "mlp:unit:x:all", "mlp:unit:2:simultaneous"):
+        with pytest.raises(ValueError, match="group"):
+            Group.parse(bad)
+
+
+def test_compare_needs_a_gap_larger_than_the_seed_spread():
+    assert compare(np.array([5.0, 5.2]), np.array([3.0, 3.1])) == 1
+    assert compare(np.array([3.0, 3.1]), np.array([5.0, 5.2])) == -1
+    assert compare(np.array([4.0, 5.0]), np.array([4.6, 4.7])) == 0
+
+
+@pytest.fixture(scope="module")
+def study_and_results(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    study = Study(
+        groups=(Group("mlp", "unit", 2, ("two_pass", "shared_joint")),),
+        seeds=(0,),
+        batch_size=64,
+        features=8,
+        num_samples=100,
+        out=out / "runs",
+        data_dir=str(mnist_dir),
+        train_examples=640,  # 10 updates per epoch
+        trend_groups=("mlp-unit",),
+    )
+    train = load_idx_split(mnist_dir, "train")
+    test = load_idx_split(mnist_dir, "test")
+    return study, run_study(study, train.images, test.images[:500]), train, test
+
+
+def test_study_trains_every_run_through_the_cli_and_scores_it(study_and_results):
+    study, results, _, _ = study_and_results
+    runs = {(r["strategy"], r["seed"]): r for r in results["runs"]}
+    assert set(runs) == {("two_pass", 0), ("shared_joint", 0)}
+    for (strategy, seed), run in runs.items():
+        workdir = Path(run["workdir"])
+        assert workdir == study.out / "mlp-unit" / strategy / f"seed{seed}"
+        config = json.loads((workdir / "config.json").read_text())
+        assert (config["strategy"], config["seed"], config["epochs"]) == (strategy, seed, 2)
+        assert run["evaluation"]["step"] == 20 and run["previous"]["step"] == 10
+        assert 1 <= run["evaluation"]["generated"]["metrics"]["classifier_score"] <= 10
+        assert 0 <= run["training"]["last_epoch_d_fake"] <= 1
+        assert run["training"]["train_seconds"] > 0
+    assert results["reference"]["metrics"]["classes_covered"] == 10
+
+
+def test_a_second_study_reuses_runs_and_scores(study_and_results, monkeypatch):
+    study, results, train, test = study_and_results
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("nothing should be trained or scored again")
+
+    monkeypatch.setattr(jaxgan.study.cli, "main", forbidden)
+    monkeypatch.setattr(jaxgan.study, "evaluate_run", forbidden)
+    again = run_study(study, train.images, test.images[:500])
+    assert [r["evaluation"] for r in again["runs"]] == [r["evaluation"] for r in results["runs"]]
+
+
+def test_a_shorter_run_is_resumed_and_a_longer_one_refused(study_and_results, monkeypatch):
+    study, _, _, _ = study_and_results
+    longer = Group("mlp", "unit", 3, ("two_pass",))
+    calls = []
+    main = jaxgan.study.cli.main
+    monkeypatch.setattr(jaxgan.study.cli, "main", lambda args: calls.append(args) or main(args))
+    assert ensure_trained(study, longer, "two_pass", 0, target=30)
+    assert "--resume" in calls[0] and calls[0][calls[0].index("--epochs") + 1] == "3"
+    assert Checkpointer(study.workdir(longer, "two_pass", 0)).latest_step() == 30
+    with pytest.raises(StudyError, match="a run of 30 steps, more than 20"):
+        ensure_trained(study, study.groups[0], "two_pass", 0, target=20)
+
+
+def test_report_names_its_command_and_holds_tables_claims_and_small_figures(
+    study_and_results, tmp_path
+):
+    study, results, _, _ = study_and_results
+    report = tmp_path / "docs" / "strategies.md"
+    report.parent.mkdir()
+    write_report(study, results, "PYTHONPATH=. python scripts/compare_strategies.py --x", report)
+    text = report.read_text()
+    assert "PYTHONPATH=. python scripts/compare_strategies.py --x" in text
+    assert "| mlp-unit (2 ep) | `two_pass` |" in text and "| real data | train vs test |" in text
+    assert "Method 1 (`shared_joint`)" in text and "Mode collapse" in text
+    figures = sorted((tmp_path / "docs" / "strategies").iterdir())
+    names = ["mlp-unit-shared_joint.png", "mlp-unit-training.png", "mlp-unit-two_pass.png"]
+    assert [f.name for f in figures] == names
+    assert all(f.stat().st_size < 150_000 for f in figures)
+    for name in names:
+        assert f"](strategies/{name})" in text

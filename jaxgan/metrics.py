@@ -436,13 +436,16 @@ def _reference_indices(num_train: int, num_samples: int, seed: int) -> np.ndarra
 def reference_draw(train_images: np.ndarray, num_samples: int, seed: int = 0) -> np.ndarray:
     """The training images that `reference_metrics` scores.
 
+    The draw depends only on `len(train_images)`, `num_samples` and `seed`, so passing the
+    training labels instead draws the labels of the same images.
+
     Args:
-      train_images: the real training images.
+      train_images: the real training images (or an array aligned with them, such as labels).
       num_samples: how many to draw, without replacement.
       seed: seeds the draw.
 
     Returns:
-      The drawn images, in their order in `train_images`.
+      The drawn rows, in their order in `train_images`.
     """
     return np.asarray(train_images)[_reference_indices(len(train_images), num_samples, seed)]
 

@@ -2,7 +2,9 @@
 
 Samples the run's newest (or `--step`) checkpoint with its generator in evaluation mode, and
 prints every metric of `jaxgan.metrics` against the MNIST test images beside the same metrics
-for as many real training images (the real-data reference).
+for as many real training images (the real-data reference). A conditional run (as its saved
+config says) is sampled with balanced labels and also scored by `class_accuracy`, overall and
+per digit, beside the classifier's accuracy on the real images with their true labels.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint,
             evaluator,
             train_images=train.images,
+            train_labels=train.labels,
             step=args.step,
             num_samples=args.num_samples,
             seed=args.seed,

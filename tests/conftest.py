@@ -1,10 +1,15 @@
-"""Strict settings for every test, and the real MNIST files that CI has beside its checkout."""
+"""Strict settings for every test, the real MNIST files that CI has beside its checkout, and the
+tiny trained runs that the evaluation and sampling tests share."""
 
 import os
 from pathlib import Path
 
 import jax
 import pytest
+
+from jaxgan import cli
+from jaxgan.config import TrainConfig
+from jaxgan.train import train
 
 # Implicit rank promotion hides shape bugs ([B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -20,3 +25,32 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"real MNIST not found at {MNIST_DIR.resolve()}; set JAXGAN_TEST_MNIST")
     return MNIST_DIR.resolve()
+
+
+# 640 examples in batches of 64: 10 updates per epoch; checkpoints at steps 10 and 20.
+TINY = {"train_examples": 640, "batch_size": 64, "log_every": 5, "num_samples": 16, "epochs": 2}
+
+
+@pytest.fixture(scope="session")
+def trained(mnist_dir, tmp_path_factory):
+    """`(workdir, final state)` of a two-epoch DCGAN run on 640 images, with a tanh generator."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = TrainConfig(
+        model="dcgan", features=8, pixel_range="symmetric", data_dir=str(mnist_dir), **TINY
+    )
+    with pytest.warns(UserWarning, match="only 10 updates"):
+        return workdir, train(config, workdir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def conditional_run(mnist_dir, tmp_path_factory) -> Path:
+    """The workdir of a one-epoch conditional DCGAN run (10 updates on 640 images, sigmoid
+    output), trained through the CLI; its one checkpoint is step 10."""
+    workdir = tmp_path_factory.mktemp("conditional") / "run"
+    status = cli.main([
+        "--conditional", "--model", "dcgan", "--features", "8", "--data-dir", str(mnist_dir),
+        "--train-examples", "640", "--epochs", "1", "--log-every", "5", "--no-progress",
+        "--workdir", str(workdir),
+    ])  # fmt: skip
+    assert status == 0
+    return workdir

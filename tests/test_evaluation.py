@@ -1,4 +1,5 @@
-"""Loading a trained run back, sampling it, and `scripts/evaluate.py` end to end on real MNIST."""
+"""Loading a trained run back, sampling it, and `scripts/evaluate.py` end to end on real MNIST,
+for plain and conditional runs."""
 
 import importlib.util
 import json
@@ -10,13 +11,16 @@ import jax
 import numpy as np
 import pytest
 
+from jaxgan import metrics
 from jaxgan.config import TrainConfig
-from jaxgan.evaluation import generate
-from jaxgan.train import Run, load_run, run_keys, train
+from jaxgan.data import load_idx_split
+from jaxgan.evaluation import Evaluator, balanced_labels, evaluate_run, generate
+from jaxgan.train import Run, load_run, run_keys
 
 ROOT = Path(__file__).parents[1]
-# 640 examples in batches of 64: 10 updates per epoch; checkpoints at steps 10 and 20.
-TINY = {"train_examples": 640, "batch_size": 64, "log_every": 5, "num_samples": 16, "epochs": 2}
+NAMES = {"frechet_distance", "kid", "kid_std", "precision", "recall", "classifier_score",
+         "classifier_score_std", "classes_covered", "class_kl_uniform"}  # fmt: skip
+PER_CLASS = [f"class_accuracy_{k}" for k in range(10)]
 
 
 def _evaluate_cli():
@@ -24,17 +28,6 @@ def _evaluate_cli():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
-
-
-@pytest.fixture(scope="module")
-def trained(mnist_dir, tmp_path_factory):
-    """`(workdir, final state)` of a two-epoch DCGAN run on 640 images, with a tanh generator."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = TrainConfig(
-        model="dcgan", features=8, pixel_range="symmetric", data_dir=str(mnist_dir), **TINY
-    )
-    with pytest.warns(UserWarning, match="only 10 updates"):
-        return workdir, train(config, workdir, progress=False)
 
 
 def test_load_run_restores_the_final_and_an_earlier_checkpoint(trained):
@@ -65,6 +58,25 @@ def test_generate_maps_a_tanh_generator_to_unit_range_in_batches():
     np.testing.assert_allclose(images, (raw + 1) / 2, atol=1e-6)
 
 
+def test_balanced_labels_cycle_through_the_classes():
+    np.testing.assert_array_equal(balanced_labels(100, 10), np.arange(100) % 10)
+    np.testing.assert_array_equal(np.bincount(balanced_labels(100, 10)), [10] * 10)
+    np.testing.assert_array_equal(np.bincount(balanced_labels(25, 10)), [3] * 5 + [2] * 5)
+
+
+def test_generate_feeds_a_conditional_generator_balanced_labels_in_batches():
+    config = TrainConfig(model="mlp", conditional=True)
+    run = Run.build(config)
+    state = run.init_state(run_keys(0)["init"])
+    images = generate(run, state, num_samples=25, seed=3, batch_size=10)
+    noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim))
+    raw = np.asarray(run.generate(state, (noise, np.arange(25) % 10)))
+    np.testing.assert_allclose(images, raw, atol=1e-6)
+    # The labels reach the generator: the same noise drawn as one class gives other images.
+    all_zeros = np.asarray(run.generate(state, (noise, np.zeros(25, np.int32))))
+    assert np.abs(images - all_zeros).max() > 1e-3
+
+
 def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
     trained, mnist_dir, tmp_path, capsys
 ):
@@ -81,11 +93,10 @@ def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
     assert result["step"] == 20 and result["num_samples"] == 200
     assert result["num_test_images"] == 1000
     assert result["config"]["pixel_range"] == "symmetric"
-    names = {"frechet_distance", "kid", "kid_std", "precision", "recall", "classifier_score",
-             "classifier_score_std", "classes_covered", "class_kl_uniform"}  # fmt: skip
+    assert "class_accuracy" not in printed
     for column in ("generated", "reference"):
         values = result[column]["metrics"]
-        assert set(values) == names
+        assert set(values) == NAMES
         assert all(math.isfinite(v) for v in values.values())
         assert values["frechet_distance"] >= 0 and values["kid_std"] >= 0
         assert 0 <= values["precision"] <= 1 and 0 <= values["recall"] <= 1
@@ -109,3 +120,48 @@ def test_evaluate_script_fails_clearly(trained, mnist_dir, tmp_path, capsys):
     assert "data: " in capsys.readouterr().err
     assert evaluate([str(workdir), "--num-samples", "0"]) == 2
     assert "--num-samples must be at least 10, got 0" in capsys.readouterr().err
+
+
+def test_evaluate_script_scores_a_conditional_run_by_class_accuracy(
+    conditional_run, mnist_dir, tmp_path, capsys
+):
+    out = tmp_path / "eval.json"
+    status = _evaluate_cli()([
+        str(conditional_run), "--data-dir", str(mnist_dir), "--num-samples", "200",
+        "--test-images", "1000", "--json", str(out),
+    ])  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "class_accuracy per requested class (0-9):" in printed
+    result = json.loads(out.read_text())
+    assert result["config"]["conditional"] and result["step"] == 10
+    for column in ("generated", "reference"):
+        values = result[column]["metrics"]
+        assert set(values) == NAMES | {"class_accuracy", *PER_CLASS}
+        # Balanced labels: the overall accuracy is the mean over the classes.
+        assert values["class_accuracy"] == pytest.approx(np.mean([values[k] for k in PER_CLASS]))
+
+    # The generated column: the classifier's predictions against the labels generate drew.
+    _, run, state = load_run(conditional_run)
+    _, probs = metrics.features(generate(run, state, 200))
+    overall, per_class = metrics.class_accuracy(probs, np.arange(200) % 10)
+    generated = result["generated"]["metrics"]
+    assert generated["class_accuracy"] == overall
+    assert [generated[k] for k in PER_CLASS] == per_class.tolist()
+
+    # The reference column: real training images with their true labels, which the shipped
+    # classifier (99.4% on the test set) gets right.
+    reference = result["reference"]["metrics"]
+    assert reference["class_accuracy"] >= 0.97
+    assert min(reference[k] for k in PER_CLASS) >= 0.85
+    train = load_idx_split(mnist_dir, "train")
+    drawn = metrics.reference_draw(train.images, 200)
+    _, real_probs = metrics.features(drawn)
+    labels = metrics.reference_draw(train.labels, 200)
+    assert reference["class_accuracy"] == metrics.class_accuracy(real_probs, labels)[0]
+
+
+def test_a_conditional_reference_needs_the_training_labels(conditional_run):
+    images = np.zeros((20, 28, 28, 1), np.uint8)
+    with pytest.raises(ValueError, match="needs train_labels"):
+        evaluate_run(conditional_run, Evaluator(images), train_images=images, num_samples=10)

@@ -32,7 +32,7 @@ TINY = {"train_examples": 640, "batch_size": 64, "log_every": 5, "num_samples": 
 
 
 @pytest.fixture(scope="session")
-def trained(mnist_dir, tmp_path_factory):
+def plain_run(mnist_dir, tmp_path_factory):
     """`(workdir, final state)` of a two-epoch DCGAN run on 640 images, with a tanh generator."""
     workdir = tmp_path_factory.mktemp("run")
     config = TrainConfig(

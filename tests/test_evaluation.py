@@ -30,8 +30,8 @@ def _evaluate_cli():
     return module.main
 
 
-def test_load_run_restores_the_final_and_an_earlier_checkpoint(trained):
-    workdir, final = trained
+def test_load_run_restores_the_final_and_an_earlier_checkpoint(plain_run):
+    workdir, final = plain_run
     config, run, state = load_run(workdir)
     assert config == TrainConfig.from_json((workdir / "config.json").read_text())
     assert run.config == config and config.model == "dcgan"
@@ -78,9 +78,9 @@ def test_generate_feeds_a_conditional_generator_balanced_labels_in_batches():
 
 
 def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
-    trained, mnist_dir, tmp_path, capsys
+    plain_run, mnist_dir, tmp_path, capsys
 ):
-    workdir, _ = trained
+    workdir, _ = plain_run
     out = tmp_path / "eval.json"
     status = _evaluate_cli()([
         str(workdir), "--data-dir", str(mnist_dir), "--num-samples", "200",
@@ -110,8 +110,8 @@ def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
     assert fake["frechet_distance"] > 10 * real["frechet_distance"]  # 20 updates: not digits yet
 
 
-def test_evaluate_script_fails_clearly(trained, mnist_dir, tmp_path, capsys):
-    workdir, evaluate = trained[0], _evaluate_cli()
+def test_evaluate_script_fails_clearly(plain_run, mnist_dir, tmp_path, capsys):
+    workdir, evaluate = plain_run[0], _evaluate_cli()
     assert evaluate([str(tmp_path), "--data-dir", str(mnist_dir)]) == 2
     assert "holds no training run" in capsys.readouterr().err
     assert evaluate([str(workdir), "--data-dir", str(mnist_dir), "--step", "3"]) == 2

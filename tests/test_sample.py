@@ -50,8 +50,8 @@ def test_every_digit_of_a_conditional_run_one_row_each(conditional_run, tmp_path
     np.testing.assert_array_equal(grid, _expected(conditional_run, 0, rows=10, labels=labels))
 
 
-def test_a_plain_run_at_an_earlier_step(trained, tmp_path):
-    workdir = trained[0]
+def test_a_plain_run_at_an_earlier_step(plain_run, tmp_path):
+    workdir = plain_run[0]
     grid = _written([str(workdir), "--step", "10"], tmp_path / "grid.png")
     assert grid.shape == (8 * 28, 8 * 28)  # 64 images by default
     np.testing.assert_array_equal(grid, _expected(workdir, 0, rows=8, step=10, num=64))
@@ -65,7 +65,7 @@ def test_grid_rows_make_the_squarest_full_grid():
 @pytest.mark.parametrize(
     ("run", "args", "message"),
     [
-        ("trained", ["--digit", "3"], "--digit needs a conditional run"),
+        ("plain_run", ["--digit", "3"], "--digit needs a conditional run"),
         ("conditional_run", ["--digit", "10"], "--digit must be in 0..9, got 10"),
         ("conditional_run", ["--digit", "-1"], "--digit must be in 0..9, got -1"),
         ("conditional_run", ["--count", "0"], "--count must be at least 1, got 0"),
@@ -79,7 +79,7 @@ def test_bad_requests_fail_with_status_2(request, tmp_path, capsys, run, args, m
         workdir = tmp_path / "missing"
     else:
         workdir = request.getfixturevalue(run)
-        workdir = workdir[0] if run == "trained" else workdir
+        workdir = workdir[0] if run == "plain_run" else workdir
     out = tmp_path / "out.png"
     assert _sample_cli().main([str(workdir), *args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err

@@ -51,13 +51,10 @@ def _names(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 
 def _positive_ints(value: str, flag: str) -> list[int]:
-    try:
-        numbers = [int(v) for v in value.split(",")]
-    except ValueError:
-        numbers = [0]
-    if min(numbers) < 1:
+    parts = value.split(",")
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
         raise SystemExit(f"{flag}: expected comma-separated positive integers, got {value!r}")
-    return numbers
+    return [int(part) for part in parts]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,7 +126,9 @@ def measure_machine(args: argparse.Namespace) -> dict[str, Any]:
     return machine
 
 
-def measure_row(args, data: Path, model: str, strategy: str, batch: int, peak: float) -> dict:
+def measure_row(
+    args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int, peak: float
+) -> dict[str, Any]:
     """jaxgan, notes and best PyTorch on one model, strategy and batch size."""
     common = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
               "data": str(data), "device": args.device, "tf32": args.tf32}  # fmt: skip
@@ -157,7 +156,9 @@ def measure_row(args, data: Path, model: str, strategy: str, batch: int, peak: f
     return row
 
 
-def measure_sweep(args, data: Path, model: str, strategy: str, batch: int) -> list[dict]:
+def measure_sweep(
+    args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int
+) -> list[dict[str, Any]]:
     """jaxgan's throughput with the global batch split over each device count of the sweep."""
     spec = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
             "data": str(data), "device": args.device, "tf32": args.tf32,
@@ -177,7 +178,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _mb(result: dict) -> str:
+def _mb(result: dict[str, Any]) -> str:
     device = result["peak_device_mb"]
     return f"{result['peak_rss_mb']:.0f}" + (f" ({device:.0f})" if device is not None else "")
 

@@ -1,0 +1,141 @@
+"""jaxgan's side of the benchmark, run in a fresh process by `parity.benchmark`.
+
+`python -m parity.bench_jax SPEC_JSON` prints one JSON object. A fresh process per measurement
+keeps its peak memory its own (`ru_maxrss`), and lets the parent choose the number of
+simulated CPU devices, which XLA fixes when it starts.
+
+Training is timed through the real loop's hot path (`jaxgan.train`): the dataset on the device
+as `uint8`, `make_chunk_runner` running `chunk` steps per dispatch under `lax.scan` with the
+state donated, and a new epoch order drawn when a chunk would run past the end of an epoch.
+The first dispatch (tracing, compilation and one chunk) is timed apart from the steady state;
+the steady state is `repeats` dispatches with one host sync, after the last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan.config import TrainConfig
+from jaxgan.distributed import DataParallel
+from jaxgan.train import Run, epoch_order, make_chunk_runner, run_keys
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _device_peak_mb(device: jax.Device) -> float | None:
+    stats = device.memory_stats()  # None on the CPU
+    return stats["peak_bytes_in_use"] / 2**20 if stats else None
+
+
+def _setup(spec: dict[str, Any]) -> None:
+    if spec["device"] == "cuda" and not spec["tf32"]:
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def step_flops(run: Run) -> float:
+    """XLA's count of floating-point operations in one train step at `run.config.batch_size`.
+
+    The step alone (not the chunk): XLA's cost analysis of a `while` loop does not multiply its
+    body by the trip count. Elementwise work (BatchNorm, losses, Adam) is included.
+    """
+    config = run.config
+    state = jax.eval_shape(run.init_state, jax.random.key(0))
+    real = jax.ShapeDtypeStruct((config.batch_size, *run.generator.image_shape), jnp.float32)
+    noise = jax.ShapeDtypeStruct((config.batch_size, config.latent_dim), jnp.float32)
+    cost = jax.jit(run.step_fn).lower(state, real, noise).compile().cost_analysis()
+    if isinstance(cost, list):  # older jax: one dict per computation
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def train(spec: dict[str, Any]) -> dict[str, Any]:
+    """Throughput of `spec["chunk"] * spec["repeats"]` training steps, after a warm-up chunk."""
+    _setup(spec)
+    images = np.load(spec["data"])
+    config = TrainConfig(
+        model=spec["model"],
+        strategy=spec["strategy"],
+        batch_size=spec["batch_size"],
+        log_every=spec["chunk"],
+        devices=spec["devices"],
+    )
+    steps_per_epoch = config.steps_per_epoch(len(images))
+    if spec["chunk"] > steps_per_epoch:
+        raise ValueError(f"chunk {spec['chunk']} exceeds an epoch ({steps_per_epoch} steps)")
+    dp = DataParallel.create(config.devices)
+    run = Run.build(config, dp.size)
+    keys = run_keys(config.seed)
+    state, keys = dp.replicate((run.init_state(keys["init"]), keys))
+    data = dp.replicate((images, np.zeros(len(images), np.int32)))
+    run_chunk = make_chunk_runner(run.step_fn, config, dp)
+    order_fn = jax.jit(epoch_order, static_argnums=2, out_shardings=dp.replicated)
+    epoch, position = 0, 0
+    order = order_fn(keys["data"], epoch, len(images))
+
+    def dispatch(state):
+        nonlocal epoch, position, order
+        if position + config.log_every > steps_per_epoch:
+            epoch, position = epoch + 1, 0
+            order = order_fn(keys["data"], epoch, len(images))
+        out = run_chunk(state, data, order, position, keys["noise"], config.log_every)
+        position += config.log_every
+        return out
+
+    started = time.perf_counter()
+    state, metrics = jax.block_until_ready(dispatch(state))
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(spec["repeats"]):
+        state, metrics = dispatch(state)
+    jax.block_until_ready((state, metrics))  # the one host sync of the timed section
+    seconds = time.perf_counter() - started
+    steps = spec["chunk"] * spec["repeats"]
+    return {
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_s": steps / seconds,
+        "compile_s": compile_s,
+        "flops_per_step": step_flops(run),
+        "final_losses": [float(metrics[k][-1]) for k in ("g_loss", "d_loss")],
+        "devices": dp.size,
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_device_mb": _device_peak_mb(dp.mesh.devices.flat[0]),
+    }
+
+
+def matmul(spec: dict[str, Any]) -> dict[str, Any]:
+    """Best of `spec["repeats"]` timed float32 `n x n` matmuls, as GFLOP/s."""
+    _setup(spec)
+    n = spec["size"]
+    a, b = (jax.random.normal(jax.random.key(i), (n, n), jnp.float32) for i in range(2))
+    product = jax.jit(jnp.matmul)
+    jax.block_until_ready(product(a, b))
+    best = float("inf")
+    for _ in range(spec["repeats"]):
+        started = time.perf_counter()
+        jax.block_until_ready(product(a, b))
+        best = min(best, time.perf_counter() - started)
+    device = jax.devices()[0]
+    return {
+        "gflops": 2 * n**3 / best / 1e9,
+        "device": f"{device.platform}: {device.device_kind}",
+        # XLA:CPU sizes its intra-op thread pool to the cores this process may run on.
+        "threads": len(os.sched_getaffinity(0)),
+        "version": f"jax {jax.__version__}",
+    }
+
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    print(json.dumps({"train": train, "matmul": matmul}[spec["task"]](spec)))

@@ -1,0 +1,72 @@
+"""scripts/benchmark.py end to end at tiny settings, and XLA's FLOP count against arithmetic.
+
+No timing is asserted: the numbers depend on the machine. The test checks that every
+measurement ran and reported what the README's table needs.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxgan.config import TrainConfig
+from jaxgan.train import Run
+from parity.bench_jax import step_flops
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_benchmark_runs_end_to_end_and_writes_json(mnist_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--data-dir", str(mnist_dir), "--model", "mlp", "--strategy", "two_pass",
+            "--batch-size", "8", "--chunk", "2", "--repeats", "1", "--torch-warmup", "1",
+            "--train-examples", "64", "--matmul-size", "128", "--matmul-repeats", "2",
+            "--devices-sweep", "1,2", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *args],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| mlp | two_pass | 8 |" in proc.stdout
+    report = json.loads(out.read_text())
+
+    assert report["machine"]["peak_gflops"] > 0
+    (row,) = report["rows"]
+    assert (row["model"], row["strategy"], row["batch_size"]) == ("mlp", "two_pass", 8)
+    for framework in ("jax", "notes", "best"):
+        result = row[framework]
+        assert result["steps"] == 2
+        for field in ("steps_per_s", "images_per_s", "gflops", "compile_s", "peak_rss_mb"):
+            assert result[field] > 0, (framework, field)
+        assert all(math.isfinite(x) for x in result["final_losses"])
+    assert row["jax"]["flops_per_step"] > 0
+    assert row["jax_over_notes"] > 0 and row["jax_over_best"] > 0
+    assert [(p["devices"], p["steps"]) for p in report["sweep"]] == [(1, 2), (2, 2)]
+    assert all(p["steps_per_s"] > 0 for p in report["sweep"])
+
+
+# The MLP's layers, (inputs, outputs): G 100 -> 128 -> 256 -> 512 -> 1024 -> 784, D 784 -> 1.
+G_LAYERS = [(100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
+D_LAYERS = [(784, 512), (512, 256), (256, 1)]
+
+
+def _matmul_flops(layers, batch):
+    """One forward pass's matmul FLOPs, 2 B i o per layer."""
+    return sum(2 * batch * i * o for i, o in layers)
+
+
+@pytest.mark.parametrize("batch", [64, 256])
+def test_xla_flop_count_of_the_mlp_step_matches_its_matmuls(batch):
+    # two_pass, counted by hand: a matmul's backward costs one forward for the weights' gradient
+    # and one for its input's, which the first layer of a network fed data or noise skips.
+    g, d = _matmul_flops(G_LAYERS, batch), _matmul_flops(D_LAYERS, batch)
+    g_inputs, d_inputs = (g - _matmul_flops(G_LAYERS[:1], batch),
+                          d - _matmul_flops(D_LAYERS[:1], batch))  # fmt: skip
+    g_step = (g + d) + d + (g + g_inputs)  # forward; D's input gradients; G's gradients
+    d_step = (g + 2 * d) + 2 * (d + d_inputs)  # G again, D on fakes and reals; D's gradients
+    xla = step_flops(Run.build(TrainConfig(model="mlp", strategy="two_pass", batch_size=batch)))
+    # XLA also counts elementwise work (BatchNorm, losses, Adam): measured 1.04 at batch 64.
+    assert 1.0 <= xla / (g_step + d_step) < 1.5

@@ -1,6 +1,7 @@
 """`python -m parity`: jaxgan against the notes' PyTorch code, step by step, on real MNIST.
 
     python -m parity --strategy all --model all --steps 20               # the check, float64
+    python -m parity --strategy all --model all --steps 20 --conditional # class-conditional
     python -m parity --strategy all --model all --steps 20 --device cuda
     python -m parity --dtype float32 --steps 20                          # float32 drift, no gate
     python -m parity --dtype float32 --device cuda --tf32                # what TF32 adds
@@ -10,6 +11,11 @@ in the losses, parameters, BatchNorm statistics and Adam moments, then the maxim
 steps beside the tolerances. Exits 1 when a float64 comparison exceeds a tolerance, 2 when the
 data cannot be found. Float32 and mixed comparisons have no tolerance (docs/parity.md says why)
 and only report.
+
+`--conditional` runs the class-conditional versions of the models instead
+(`jaxgan.make_models(..., num_classes=10)`: G on a label embedding concatenated to its noise, a
+projection D), on the real images' MNIST labels and a seeded draw of labels for G, the same on
+both sides. The tolerances are the plain models'.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="training steps per comparison")
     p.add_argument("--batch-size", type=int, default=64, help="real images (and noise) per step")
     p.add_argument("--features", type=int, default=64, help="the DCGAN's base width")
+    p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="the class-conditional models, on MNIST's labels and a seeded draw for G",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the noise")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for both sides")
     p.add_argument(
@@ -74,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.strategies = _choices(args.strategy, tuple(jaxgan.STRATEGIES), "--strategy")
     args.models = _choices(args.model, tuple(jaxgan.MODELS), "--model")
     args.torch_dtype = args.torch_dtype or args.dtype
+    args.num_classes = compare.NUM_CLASSES if args.conditional else None
     if args.steps < 1 or args.batch_size < 2:
         raise SystemExit("--steps must be >= 1 and --batch-size >= 2 (BatchNorm needs two)")
     return args
@@ -88,6 +100,9 @@ def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
     """Prints what is compared, and how; returns the notes' method 2 outcome per model."""
     print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
     print(f"  steps: {args.steps}, batch: {args.batch_size} real images, seed: {args.seed}")
+    if args.conditional:
+        print(f"  models: conditional on {args.num_classes} classes: G(z, labels), D(img, labels),")
+        print("    on the real images' MNIST labels and G's labels drawn with the seed")
     print(f"  device: {compare.describe_device(args.device)}")
     print(f"  dtype: jaxgan {args.dtype}, PyTorch {args.torch_dtype} (inputs and initial")
     print("    weights are the same float32 values on both sides)")
@@ -98,7 +113,9 @@ def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
     method_2 = {}
     if "shared_sequential" in args.strategies:
         for model in args.models:
-            method_2[model] = compare.method_2_as_written(model, args.features, args.device)
+            method_2[model] = compare.method_2_as_written(
+                model, args.features, args.device, args.num_classes
+            )
             print(f"  notes' method 2 as written ({model}): {method_2[model]}")
         print("    (parity.reference.shared_sequential computes the update it intends)")
     return method_2
@@ -115,6 +132,7 @@ def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
                 real,
                 noise,
                 features=args.features,
+                num_classes=args.num_classes,
                 seed=args.seed,
                 device=args.device,
                 jax_dtype=args.dtype,
@@ -146,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the comparisons, prints the table, writes the JSON; returns the exit status."""
     args = parse_args(argv)
     try:
-        images = load_idx_split(args.data_dir, "train").images
+        mnist = load_idx_split(args.data_dir, "train")
     except FileNotFoundError as e:
         print(
             f"parity: real MNIST IDX files not found ({e}); pass --data-dir DIR or set "
@@ -154,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    real, noise = compare.mnist_batches(images, args.steps, args.batch_size, args.seed)
+    labels = mnist.labels if args.conditional else None
+    real, noise = compare.mnist_batches(
+        mnist.images, args.steps, args.batch_size, args.seed, labels
+    )
     gated = args.dtype == args.torch_dtype == "float64"
     with compare.fp32_precision(args.tf32) as precision:
         method_2 = _print_setup(args, precision)
@@ -170,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps,
             "batch_size": args.batch_size,
             "features": args.features,
+            "num_classes": args.num_classes,
             "seed": args.seed,
             "method_2_as_written": method_2,
             "tolerances": compare.TOLERANCES if gated else None,

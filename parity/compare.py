@@ -1,7 +1,8 @@
 """Running jaxgan and the PyTorch reference side by side, and the table of their differences.
 
 Both sides start from the same weights (jaxgan's initial state, converted exactly into the
-reference) and get the same float32 real batches and noise. After every step the reference's
+reference) and get the same float32 real batches and noise; for the class-conditional models
+also the same labels, the real images' own and a seeded draw for G. After every step the reference's
 weights, BatchNorm statistics and Adam moments are converted back to flax layout and compared
 with jaxgan's, leaf by leaf; each row of the table is the largest absolute difference of one
 kind of quantity, over both networks. `TOLERANCES` bounds each column, and `docs/parity.md`
@@ -25,6 +26,10 @@ from jaxgan.state import GANState
 from parity import convert, reference
 
 QUANTITIES = ("loss", "params", "bn_stats", "adam_mu", "adam_nu")
+NUM_CLASSES = 10  # MNIST's digits, for the conditional models
+# Images `[steps, B, 28, 28, 1]` (or noise `[steps, B, 100]`), and for the conditional models
+# with their int labels `[steps, B]`: `(images, labels)`, `(noise, labels)`.
+Batches = np.ndarray | tuple[np.ndarray, np.ndarray]
 # What each side computes in, by name: (JAX dtype, PyTorch dtype).
 DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
 
@@ -172,32 +177,51 @@ def describe_device(device: str) -> str:
     return f"cpu: PyTorch {torch.get_num_threads()} threads; JAX {jdev}"
 
 
-def _torch_input(x: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.tensor(x, device=device, dtype=dtype)
+def _per_step(batches: Batches) -> list:
+    return list(zip(*batches, strict=True)) if isinstance(batches, tuple) else list(batches)
+
+
+def _jax_input(batch, dtype: jnp.dtype):
+    if isinstance(batch, tuple):
+        x, labels = batch
+        return jnp.asarray(x, dtype), jnp.asarray(labels, jnp.int32)
+    return jnp.asarray(batch, dtype)
+
+
+def _torch_input(batch, device: torch.device, dtype: torch.dtype):
+    if isinstance(batch, tuple):
+        x, labels = batch
+        return _torch_input(x, device, dtype), torch.tensor(labels, device=device, dtype=torch.long)
+    t = torch.tensor(batch, device=device, dtype=dtype)
     return t.permute(0, 3, 1, 2).contiguous() if t.ndim == 4 else t  # NHWC -> NCHW
 
 
 def run(
     strategy: str,
     model: str,
-    real: np.ndarray,
-    noise: np.ndarray,
+    real: Batches,
+    noise: Batches,
     *,
     features: int = 64,
+    num_classes: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     jax_dtype: str = "float64",
     torch_dtype: str = "float64",
     reference_strategy: str | None = None,
+    reference_inputs: tuple[Batches, Batches] | None = None,
 ) -> list[Row]:
     """Trains jaxgan and the reference from the same weights on the same inputs.
 
     Args:
       strategy: jaxgan's strategy, one of `jaxgan.STRATEGIES`.
       model: `"mlp"` or `"dcgan"`.
-      real: float32 images `[steps, B, 28, 28, 1]` in `[0, 1]`, one batch per step.
-      noise: float32 noise `[steps, B, 100]`.
+      real: float32 images `[steps, B, 28, 28, 1]` in `[0, 1]`, one batch per step; for the
+        conditional models `(images, labels)` with int labels `[steps, B]`.
+      noise: float32 noise `[steps, B, 100]`; for the conditional models `(noise, labels)`,
+        the labels G is asked to draw.
       features: the DCGAN's base width.
+      num_classes: `None` for the plain models; the class count of the conditional ones.
       seed: seeds jaxgan's initial float32 weights, which both sides start from.
       device: `"cpu"` or `"cuda"`, for both sides.
       jax_dtype: `"float64"` or `"float32"`, what jaxgan computes in. The float32 weights and
@@ -206,6 +230,8 @@ def run(
       torch_dtype: the same for the reference.
       reference_strategy: the reference's strategy, `strategy` by default; a different one
         shows that the check notices when semantics differ.
+      reference_inputs: the reference's `(real, noise)`, jaxgan's by default; different ones
+        (labels shuffled, say) likewise show that the check notices.
 
     Returns:
       One `Row` per step.
@@ -213,7 +239,11 @@ def run(
     ref_step = reference.STRATEGIES[reference_strategy or strategy]
     jdtype, tdtype = DTYPES[jax_dtype][0], DTYPES[torch_dtype][1]
     jdev, tdev = jax_device(device), torch.device(device)
-    G, D = jaxgan.make_models(model, features=features)
+    conditional = num_classes is not None
+    if isinstance(real, tuple) != conditional or isinstance(noise, tuple) != conditional:
+        raise ValueError("real and noise carry labels exactly when num_classes is given")
+    ref_real, ref_noise = reference_inputs or (real, noise)
+    G, D = jaxgan.make_models(model, features=features, num_classes=num_classes)
     tx = jaxgan.adam()
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.default_device(jdev))
@@ -223,39 +253,47 @@ def run(
         state = create(jax.random.key(seed), G, D, tx, tx)
         stack.enter_context(jax.enable_x64(jax_dtype == "float64"))
         state = jax.tree.map(lambda x: x.astype(jdtype) if x.dtype.kind == "f" else x, state)
-        tG, tD = (m.to(tdev, tdtype) for m in reference.make_models(model, features))
+        ref_models = reference.make_models(model, features, num_classes)
+        tG, tD = (m.to(tdev, tdtype) for m in ref_models)
         oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
-        convert.load_into_torch(model, state, tG, tD, oG, oD)
+        convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
         step = jax.jit(jaxgan.make_train_step(strategy, G, D, tx, tx), donate_argnums=0)
 
         rows = []
-        for i, (x, z) in enumerate(zip(real, noise, strict=True)):
-            state, metrics = step(state, jnp.asarray(x, jdtype), jnp.asarray(z, jdtype))
+        inputs = zip(*map(_per_step, (real, noise, ref_real, ref_noise)), strict=True)
+        for i, (x, z, ref_x, ref_z) in enumerate(inputs):
+            state, metrics = step(state, _jax_input(x, jdtype), _jax_input(z, jdtype))
             g_loss, d_loss = ref_step(
-                tG, tD, oG, oD, _torch_input(x, tdev, tdtype), _torch_input(z, tdev, tdtype)
+                tG, tD, oG, oD, _torch_input(ref_x, tdev, tdtype), _torch_input(ref_z, tdev, tdtype)
             )
-            ref_state = convert.from_torch(model, tG, tD, oG, oD, i + 1)
+            ref_state = convert.from_torch(model, tG, tD, oG, oD, i + 1, conditional=conditional)
             diffs, where = state_diffs(state, metrics, ref_state, (g_loss.item(), d_loss.item()))
             rows.append(Row(strategy, model, i + 1, diffs, where))
     return rows
 
 
-def method_2_as_written(model: str, features: int = 64, device: str = "cpu") -> str:
+def method_2_as_written(
+    model: str, features: int = 64, device: str = "cpu", num_classes: int | None = None
+) -> str:
     """Runs the notes' method 2 literally on the reference and returns what PyTorch says.
 
     Args:
       model: `"mlp"` or `"dcgan"`.
       features: the DCGAN's base width.
       device: `"cpu"` or `"cuda"`.
+      num_classes: `None` for the plain models; the class count of the conditional ones.
 
     Returns:
       The `RuntimeError`'s message without PyTorch's hint (the in-place modification error), or
       a line saying that it ran, which on PyTorch >= 1.5 does not happen.
     """
     torch.manual_seed(0)
-    G, D = (m.to(device) for m in reference.make_models(model, features))
+    G, D = (m.to(device) for m in reference.make_models(model, features, num_classes))
     real = torch.rand(4, 1, 28, 28, device=device)
     noise = torch.randn(4, reference.LATENT_DIM, device=device)
+    if num_classes is not None:
+        real = real, torch.randint(num_classes, (4,), device=device)
+        noise = noise, torch.randint(num_classes, (4,), device=device)
     optimizers = reference.make_optimizer(G), reference.make_optimizer(D)
     try:
         reference.shared_sequential_as_written(G, D, *optimizers, real, noise)
@@ -265,18 +303,25 @@ def method_2_as_written(model: str, features: int = 64, device: str = "cpu") -> 
 
 
 def mnist_batches(
-    images: np.ndarray, steps: int, batch_size: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+    images: np.ndarray,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> tuple[Batches, Batches]:
     """Consecutive real batches and standard normal noise, both float32, for `steps` steps.
 
     Args:
       images: `uint8[N, 28, 28, 1]` MNIST images, `N >= steps * batch_size`.
       steps: number of training steps.
       batch_size: examples per step.
-      seed: seeds the noise.
+      seed: seeds the noise, and G's labels.
+      labels: the images' `int[N]` labels, for the conditional models; `None` for plain batches.
 
     Returns:
-      `(real [steps, B, 28, 28, 1] in [0, 1], noise [steps, B, 100])`.
+      `(real [steps, B, 28, 28, 1] in [0, 1], noise [steps, B, 100])`; with `labels`,
+      `((real, real labels [steps, B]), (noise, G's labels [steps, B]))`, G's labels drawn
+      uniformly from the `NUM_CLASSES` classes after the noise (which is the plain run's).
     """
     n = steps * batch_size
     if len(images) < n:
@@ -284,7 +329,11 @@ def mnist_batches(
     real = to_float(images[:n]).reshape(steps, batch_size, *images.shape[1:])
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((steps, batch_size, reference.LATENT_DIM), np.float32)
-    return real, noise
+    if labels is None:
+        return real, noise
+    real_labels = np.asarray(labels[:n], np.int32).reshape(steps, batch_size)
+    gen_labels = rng.integers(0, NUM_CLASSES, (steps, batch_size), np.int32)
+    return (real, real_labels), (noise, gen_labels)
 
 
 def summarize(rows: Sequence[Row], key: Callable[[Row], tuple] = lambda r: (r.strategy, r.model)):

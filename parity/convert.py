@@ -14,6 +14,10 @@ flax -> PyTorch -> flax returns identical bits. The layouts, per layer kind:
   `[(h, w, c), o]` = weight `[o, c, h, w]` with its axes ordered `(h, w, c, o)`.
 - `BatchNorm` (`BatchNorm1d`/`2d`): params scale, bias = weight, bias; batch_stats mean, var =
   running_mean, running_var.
+- `nn.Embed` (`nn.Embedding`), the conditional models' label embeddings: embedding
+  `[classes, features]` = weight `[classes, features]`, unchanged; except the conditional DCGAN
+  discriminator's projection, whose features are the flattened 7x7 map, `(h, w, c)` in flax and
+  `(c, h, w)` in PyTorch (`h.flatten(1)` of an NCHW tensor), so the columns are reordered.
 
 No kernel is flipped. `Conv2d` is a cross-correlation, which `DownConv` and the last layer
 compute too. `ConvTranspose2d` adds `weight[c, o, ky, kx] * x[c, i, j]` to output
@@ -82,6 +86,18 @@ def _flat_conv_from_torch(w, shape):
     return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
 
 
+# The conditional DCGAN discriminator's last feature map, 28x28 halved twice.
+FEATURE_MAP = (7, 7)
+
+
+def _flat_features_to_torch(e, shape):  # [n, (h, w, c)] -> [n, (c, h, w)]
+    return e.reshape(e.shape[0], *FEATURE_MAP, -1).transpose(0, 3, 1, 2).reshape(e.shape[0], -1)
+
+
+def _flat_features_from_torch(w, shape):  # [n, (c, h, w)] -> [n, (h, w, c)]
+    return w.reshape(w.shape[0], -1, *FEATURE_MAP).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Leaf:
     """One flax leaf and the PyTorch tensor it becomes."""
@@ -107,44 +123,63 @@ BATCHNORM = (
     Leaf("batch_stats", "mean", "running_mean", _same, _same),
     Leaf("batch_stats", "var", "running_var", _same, _same),
 )
+EMBEDDING = (Leaf("params", "embedding", "weight", _same, _same),)
+FLAT_FEATURES_EMBEDDING = (
+    Leaf("params", "embedding", "weight", _flat_features_to_torch, _flat_features_from_torch),
+)
 
-# (model, network) -> (flax module name, PyTorch module prefix, leaves), in forward order.
-LAYERS: dict[tuple[str, str], tuple[tuple[str, str, tuple[Leaf, ...]], ...]] = {
-    ("mlp", "G"): (
-        ("Dense_0", "model.0", LINEAR),
-        ("Dense_1", "model.2", LINEAR),
-        ("BatchNorm_0", "model.3", BATCHNORM),
-        ("Dense_2", "model.5", LINEAR),
-        ("BatchNorm_1", "model.6", BATCHNORM),
-        ("Dense_3", "model.8", LINEAR),
-        ("BatchNorm_2", "model.9", BATCHNORM),
-        ("Dense_4", "model.11", LINEAR),
+# (model, network, conditional) -> (flax module name, PyTorch module prefix, leaves), in forward
+# order. The conditional generators are the plain ones on `[embed(labels), z]`; the conditional
+# discriminators name their last layer `adv_layer` and their projection `projection`.
+Layout = tuple[tuple[str, str, tuple[Leaf, ...]], ...]
+MLP_G: Layout = (
+    ("Dense_0", "model.0", LINEAR),
+    ("Dense_1", "model.2", LINEAR),
+    ("BatchNorm_0", "model.3", BATCHNORM),
+    ("Dense_2", "model.5", LINEAR),
+    ("BatchNorm_1", "model.6", BATCHNORM),
+    ("Dense_3", "model.8", LINEAR),
+    ("BatchNorm_2", "model.9", BATCHNORM),
+    ("Dense_4", "model.11", LINEAR),
+)
+MLP_D_HIDDEN: Layout = (("Dense_0", "model.0", LINEAR), ("Dense_1", "model.2", LINEAR))
+DCGAN_G: Layout = (
+    ("Dense_0", "main.0", LATENT),
+    ("BatchNorm_0", "main.1", BATCHNORM),
+    ("UpConv_0", "main.3", CONV_T),
+    ("BatchNorm_1", "main.4", BATCHNORM),
+    ("UpConv_1", "main.6", CONV_T),
+)
+DCGAN_D_HIDDEN: Layout = (
+    ("DownConv_0", "main.0", CONV),
+    ("DownConv_1", "main.2", CONV),
+    ("BatchNorm_0", "main.3", BATCHNORM),
+)
+LABEL_EMBEDDING: Layout = (("Embed_0", "label_emb", EMBEDDING),)
+LAYERS: dict[tuple[str, str, bool], Layout] = {
+    ("mlp", "G", False): MLP_G,
+    ("mlp", "D", False): (*MLP_D_HIDDEN, ("Dense_2", "model.4", LINEAR)),
+    ("dcgan", "G", False): DCGAN_G,
+    ("dcgan", "D", False): (*DCGAN_D_HIDDEN, ("Dense_0", "main.5", FLAT_CONV)),
+    ("mlp", "G", True): (*LABEL_EMBEDDING, *MLP_G),
+    ("mlp", "D", True): (
+        *MLP_D_HIDDEN,
+        ("projection", "projection", EMBEDDING),
+        ("Dense_2", "adv_layer", LINEAR),
     ),
-    ("mlp", "D"): (
-        ("Dense_0", "model.0", LINEAR),
-        ("Dense_1", "model.2", LINEAR),
-        ("Dense_2", "model.4", LINEAR),
-    ),
-    ("dcgan", "G"): (
-        ("Dense_0", "main.0", LATENT),
-        ("BatchNorm_0", "main.1", BATCHNORM),
-        ("UpConv_0", "main.3", CONV_T),
-        ("BatchNorm_1", "main.4", BATCHNORM),
-        ("UpConv_1", "main.6", CONV_T),
-    ),
-    ("dcgan", "D"): (
-        ("DownConv_0", "main.0", CONV),
-        ("DownConv_1", "main.2", CONV),
-        ("BatchNorm_0", "main.3", BATCHNORM),
-        ("Dense_0", "main.5", FLAT_CONV),
+    ("dcgan", "G", True): (*LABEL_EMBEDDING, *DCGAN_G),
+    ("dcgan", "D", True): (
+        *DCGAN_D_HIDDEN,
+        ("projection", "projection", FLAT_FEATURES_EMBEDDING),
+        ("Dense_0", "adv_layer", FLAT_CONV),
     ),
 }
 
 
-def _layers(model: str, net: str):
-    if (model, net) not in LAYERS:
+def _layers(model: str, net: str, conditional: bool) -> Layout:
+    if (model, net, conditional) not in LAYERS:
         raise ValueError(f"no layout for model {model!r}, network {net!r}")
-    return LAYERS[(model, net)]
+    return LAYERS[(model, net, conditional)]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -157,7 +192,13 @@ def _tensor(x, like: torch.Tensor) -> torch.Tensor:
 
 
 def to_state_dict(
-    model: str, net: str, params: Params, batch_stats: BatchStats, module: torch.nn.Module
+    model: str,
+    net: str,
+    params: Params,
+    batch_stats: BatchStats,
+    module: torch.nn.Module,
+    *,
+    conditional: bool = False,
 ) -> dict[str, torch.Tensor]:
     """A flax network's variables as the `state_dict` of its PyTorch reference.
 
@@ -168,15 +209,17 @@ def to_state_dict(
       batch_stats: its flax `batch_stats` (`{}` without BatchNorm).
       module: the PyTorch reference network; supplies shapes, dtype, device and the
         `num_batches_tracked` counters, which are kept.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
 
     Returns:
       A state dict for `module.load_state_dict(..., strict=True)`.
     """
     state = module.state_dict()
-    _check_layout(model, net, {"params": params, "batch_stats": batch_stats}, state)
-    out = {name: t.clone() for name, t in state.items() if name.endswith("num_batches_tracked")}
+    layers = _layers(model, net, conditional)
     variables = {"params": params, "batch_stats": batch_stats}
-    for flax_module, prefix, leaves in _layers(model, net):
+    _check_layout(model, net, layers, variables, state)
+    out = {name: t.clone() for name, t in state.items() if name.endswith("num_batches_tracked")}
+    for flax_module, prefix, leaves in layers:
         for leaf in leaves:
             name = f"{prefix}.{leaf.torch_name}"
             value = np.asarray(variables[leaf.collection][flax_module][leaf.flax_name])
@@ -189,9 +232,8 @@ def to_state_dict(
     return out
 
 
-def _check_layout(model: str, net: str, variables=None, state_dict=None) -> None:
+def _check_layout(model: str, net: str, layers: Layout, variables=None, state_dict=None) -> None:
     """Raises unless the layout names exactly the given flax leaves and PyTorch tensors."""
-    layers = _layers(model, net)
     problems = []
     if variables is not None:
         expected = {(x.collection, m, x.flax_name) for m, _, leaves in layers for x in leaves}
@@ -211,7 +253,7 @@ def _check_layout(model: str, net: str, variables=None, state_dict=None) -> None
 
 
 def from_state_dict(
-    model: str, net: str, state_dict: dict[str, torch.Tensor]
+    model: str, net: str, state_dict: dict[str, torch.Tensor], *, conditional: bool = False
 ) -> tuple[Params, BatchStats]:
     """The flax `(params, batch_stats)` of a PyTorch reference network's `state_dict`.
 
@@ -219,14 +261,16 @@ def from_state_dict(
       model: `"mlp"` or `"dcgan"`.
       net: `"G"` or `"D"`.
       state_dict: the reference network's `state_dict()`.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
 
     Returns:
       `(params, batch_stats)` as nested dicts of numpy arrays, `batch_stats` `{}` without
       BatchNorm; `num_batches_tracked` is dropped (see the module docstring).
     """
-    _check_layout(model, net, state_dict=state_dict)
+    layers = _layers(model, net, conditional)
+    _check_layout(model, net, layers, state_dict=state_dict)
     variables: dict[str, dict] = {"params": {}, "batch_stats": {}}
-    for flax_module, prefix, leaves in _layers(model, net):
+    for flax_module, prefix, leaves in layers:
         for leaf in leaves:
             tensor = _numpy(state_dict[f"{prefix}.{leaf.torch_name}"])
             value = leaf.from_torch(tensor, tensor.shape)
@@ -234,9 +278,9 @@ def from_state_dict(
     return variables["params"], variables["batch_stats"]
 
 
-def _parameter_leaves(model: str, net: str):
+def _parameter_leaves(model: str, net: str, conditional: bool):
     """`(flax module, flax leaf name, PyTorch parameter name, leaf)` for each parameter."""
-    for flax_module, prefix, leaves in _layers(model, net):
+    for flax_module, prefix, leaves in _layers(model, net, conditional):
         for leaf in leaves:
             if leaf.collection == "params":
                 yield flax_module, leaf.flax_name, f"{prefix}.{leaf.torch_name}", leaf
@@ -256,6 +300,8 @@ def to_adam_state_dict(
     opt_state: optax.OptState,
     module: torch.nn.Module,
     optimizer: torch.optim.Adam,
+    *,
+    conditional: bool = False,
 ) -> dict:
     """optax's Adam state as the `state_dict` of a `torch.optim.Adam` over the reference network.
 
@@ -265,6 +311,7 @@ def to_adam_state_dict(
       opt_state: `jaxgan.adam()`'s state, `(ScaleByAdamState(count, mu, nu), EmptyState())`.
       module: the reference network.
       optimizer: `torch.optim.Adam(module.parameters(), ...)`; supplies the hyperparameters.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
 
     Returns:
       A state dict for `optimizer.load_state_dict`: `step` from `count`, `exp_avg` from `mu`,
@@ -274,7 +321,7 @@ def to_adam_state_dict(
     numbers = _parameter_numbers(module, optimizer)
     params = dict(module.named_parameters())
     state = {}
-    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net):
+    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net, conditional):
         param, shape = params[torch_name], tuple(params[torch_name].shape)
 
         def moment(tree, param=param, shape=shape, leaf=leaf, key=(flax_module, flax_name)):
@@ -290,7 +337,12 @@ def to_adam_state_dict(
 
 
 def from_adam_state_dict(
-    model: str, net: str, module: torch.nn.Module, optimizer: torch.optim.Adam
+    model: str,
+    net: str,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Adam,
+    *,
+    conditional: bool = False,
 ) -> optax.OptState:
     """A `torch.optim.Adam`'s state as the state of `jaxgan.adam()`.
 
@@ -299,6 +351,7 @@ def from_adam_state_dict(
       net: `"G"` or `"D"`.
       module: the reference network the optimizer updates.
       optimizer: `torch.optim.Adam(module.parameters(), ...)`, stepped or not.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
 
     Returns:
       `(ScaleByAdamState(count, mu, nu), EmptyState())` with numpy leaves; zeros and count 0 for
@@ -310,7 +363,7 @@ def from_adam_state_dict(
     mu: dict[str, dict] = {}
     nu: dict[str, dict] = {}
     steps = set()
-    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net):
+    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net, conditional):
         entry = saved.get(numbers[torch_name])
         if entry is None:
             zeros = torch.zeros_like(params[torch_name])
@@ -332,6 +385,8 @@ def load_into_torch(
     D: torch.nn.Module,
     optimizer_G: torch.optim.Adam,
     optimizer_D: torch.optim.Adam,
+    *,
+    conditional: bool = False,
 ) -> None:
     """Copies a jaxgan `GANState` into the reference networks and their optimizers, exactly.
 
@@ -342,13 +397,16 @@ def load_into_torch(
       D: the reference discriminator; updated in place.
       optimizer_G: `torch.optim.Adam` over `G.parameters()`; its state is replaced.
       optimizer_D: `torch.optim.Adam` over `D.parameters()`; its state is replaced.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
     """
     for net, module, optimizer, params, stats, opt_state in (
         ("G", G, optimizer_G, state.g_params, state.g_batch_stats, state.g_opt_state),
         ("D", D, optimizer_D, state.d_params, state.d_batch_stats, state.d_opt_state),
     ):
-        module.load_state_dict(to_state_dict(model, net, params, stats, module))
-        optimizer.load_state_dict(to_adam_state_dict(model, net, opt_state, module, optimizer))
+        state_dict = to_state_dict(model, net, params, stats, module, conditional=conditional)
+        module.load_state_dict(state_dict)
+        adam = to_adam_state_dict(model, net, opt_state, module, optimizer, conditional=conditional)
+        optimizer.load_state_dict(adam)
 
 
 def from_torch(
@@ -358,6 +416,8 @@ def from_torch(
     optimizer_G: torch.optim.Adam,
     optimizer_D: torch.optim.Adam,
     step: int,
+    *,
+    conditional: bool = False,
 ) -> GANState:
     """The jaxgan `GANState` that holds the reference networks' weights and optimizer states.
 
@@ -368,16 +428,17 @@ def from_torch(
       optimizer_G: its `torch.optim.Adam`.
       optimizer_D: its `torch.optim.Adam`.
       step: the number of completed training steps, for `GANState.step`.
+      conditional: whether the networks are the class-conditional ones (`num_classes`).
 
     Returns:
       A `GANState` of numpy arrays (`jax.device_put` it to compute with it), in the dtype
       PyTorch holds (float32, or float64 for a `.double()` reference); the step and Adam count
       are int32.
     """
-    g_params, g_stats = from_state_dict(model, "G", G.state_dict())
-    d_params, d_stats = from_state_dict(model, "D", D.state_dict())
-    g_opt = from_adam_state_dict(model, "G", G, optimizer_G)
-    d_opt = from_adam_state_dict(model, "D", D, optimizer_D)
+    g_params, g_stats = from_state_dict(model, "G", G.state_dict(), conditional=conditional)
+    d_params, d_stats = from_state_dict(model, "D", D.state_dict(), conditional=conditional)
+    g_opt = from_adam_state_dict(model, "G", G, optimizer_G, conditional=conditional)
+    d_opt = from_adam_state_dict(model, "D", D, optimizer_D, conditional=conditional)
     return GANState(
         step=np.asarray(step, np.int32),
         g_params=g_params,

@@ -6,6 +6,13 @@ on labels shaped `[B, 1]`, `torch.optim.Adam`, and every step a sequence of `zer
 `backward()` and `step()` calls in the order the notes (or the code they follow) make them.
 Nothing here knows about JAX; `parity.convert` moves weights between the two worlds.
 
+Each family has a class-conditional version, as jaxgan's `make_models(..., num_classes=n)`
+builds it: G is called as `G(z, labels)` and concatenates a label embedding to the noise
+(PyTorch-GAN's `cgan.py`), D as `D(img, labels)` and adds the projection term
+`(embed(labels) * h).sum(1)` on its last hidden features `h` to its logit. The strategies take
+a conditional batch as it comes, `(real_imgs, labels)` and `(z, gen_labels)`, and call the
+networks as `cgan.py` does; conditioning is in the models and the batch, not the strategy.
+
 Images are NCHW, as a PyTorch loader yields them.
 """
 
@@ -109,21 +116,100 @@ class DCGANDiscriminator(nn.Module):
         return self.main(img).view(-1, 1)
 
 
-def make_models(name: str, features: int = 64) -> tuple[nn.Module, nn.Module]:
+class ConditionalMLPGenerator(MLPGenerator):
+    """PyTorch-GAN's `cgan.py` generator: the label's embedding concatenated to the noise."""
+
+    def __init__(self, n_classes: int, latent_dim: int = LATENT_DIM, bn_eps: float = 0.8):
+        super().__init__(latent_dim + n_classes, bn_eps)
+        self.label_emb = nn.Embedding(n_classes, n_classes)
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gen_input = torch.cat((self.label_emb(labels), noise), -1)
+        return super().forward(gen_input)
+
+
+class ConditionalMLPDiscriminator(nn.Module):
+    """`gan.py`'s discriminator as a projection discriminator: `784 -> 512 -> 256 -> 1` plus
+    `(embed(labels) * h).sum(1)` on the 256 hidden features `h`, then the sigmoid."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Linear(28 * 28, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.projection = nn.Embedding(n_classes, 256)
+        self.adv_layer = nn.Linear(256, 1)
+
+    def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.model(img.view(img.size(0), -1))
+        logit = self.adv_layer(h) + (self.projection(labels) * h).sum(1, keepdim=True)
+        return torch.sigmoid(logit)
+
+
+class ConditionalDCGANGenerator(DCGANGenerator):
+    """The DCGAN generator on the label's embedding concatenated to the noise (as `cgan.py`)."""
+
+    def __init__(self, n_classes: int, latent_dim: int = LATENT_DIM, features: int = 64):
+        super().__init__(latent_dim + n_classes, features)
+        self.label_emb = nn.Embedding(n_classes, n_classes)
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gen_input = torch.cat((self.label_emb(labels), noise), -1)
+        return super().forward(gen_input)
+
+
+class ConditionalDCGANDiscriminator(nn.Module):
+    """The DCGAN discriminator as a projection discriminator: its last 7x7 convolution plus
+    `(embed(labels) * h).sum(1)` on the flattened `2f x 7 x 7` features `h`, then the sigmoid."""
+
+    def __init__(self, n_classes: int, features: int = 64):
+        super().__init__()
+        f = features
+        self.main = nn.Sequential(
+            nn.Conv2d(1, f, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * f),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.projection = nn.Embedding(n_classes, 2 * f * 7 * 7)
+        self.adv_layer = nn.Conv2d(2 * f, 1, 7, 1, 0, bias=False)
+
+    def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.main(img)
+        class_term = (self.projection(labels) * h.flatten(1)).sum(1, keepdim=True)
+        return torch.sigmoid(self.adv_layer(h).view(-1, 1) + class_term)
+
+
+def make_models(
+    name: str, features: int = 64, num_classes: int | None = None
+) -> tuple[nn.Module, nn.Module]:
     """The PyTorch `(generator, discriminator)` of `jaxgan.make_models(name)`, in training mode.
 
     Args:
       name: `"mlp"` or `"dcgan"`.
       features: the DCGAN's base width (ignored by `mlp`).
+      num_classes: `None` for the plain models; a class count for the conditional ones, called
+        as `G(z, labels)` and `D(img, labels)`.
 
     Returns:
       Freshly initialized modules; `parity.convert` loads jaxgan's weights into them.
     """
-    if name == "mlp":
-        return MLPGenerator(), MLPDiscriminator()
-    if name == "dcgan":
+    if name not in ("mlp", "dcgan"):
+        raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'dcgan'")
+    if num_classes is None:
+        if name == "mlp":
+            return MLPGenerator(), MLPDiscriminator()
         return DCGANGenerator(features=features), DCGANDiscriminator(features)
-    raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'dcgan'")
+    if name == "mlp":
+        return ConditionalMLPGenerator(num_classes), ConditionalMLPDiscriminator(num_classes)
+    return (
+        ConditionalDCGANGenerator(num_classes, features=features),
+        ConditionalDCGANDiscriminator(num_classes, features),
+    )
 
 
 def make_optimizer(module: nn.Module) -> torch.optim.Adam:
@@ -131,40 +217,48 @@ def make_optimizer(module: nn.Module) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=2e-4, betas=(0.5, 0.999))
 
 
+# Real images, or (real_imgs, labels) for the conditional models; noise likewise z or (z, labels).
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 # A strategy makes one training step and returns (g_loss, d_loss), as tensors.
 Strategy = Callable[
-    [
-        nn.Module,
-        nn.Module,
-        torch.optim.Optimizer,
-        torch.optim.Optimizer,
-        torch.Tensor,
-        torch.Tensor,
-    ],
+    [nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer, Batch, Batch],
     tuple[torch.Tensor, torch.Tensor],
 ]
 
 
-def _labels(real_imgs):
+def _split(batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """`x` -> `(x, ())`; `(x, labels)` -> `(x, (labels,))`: the labels a network call adds."""
+    if isinstance(batch, tuple):
+        x, labels = batch
+        return x, (labels,)
+    return batch, ()
+
+
+def _targets(real_imgs):
     batch = real_imgs.size(0)
     ones = torch.ones(batch, 1, device=real_imgs.device, dtype=real_imgs.dtype)
     return ones, torch.zeros_like(ones)
 
 
-def two_pass(G, D, optimizer_G, optimizer_D, real_imgs, noise):
-    """Notes §2: G trains on one forward pass, D on a second one through the updated G."""
-    real_label, fake_label = _labels(real_imgs)
+# In the strategies `*labels` and `*gen_labels` add nothing for the plain models, and the labels
+# for the conditional ones: `G(z, *gen_labels)` is `generator(z, gen_labels)` in `cgan.py`.
 
-    gen_imgs = G(noise)
-    d_fake = D(gen_imgs)
+
+def two_pass(G, D, optimizer_G, optimizer_D, real, noise):
+    """Notes §2: G trains on one forward pass, D on a second one through the updated G."""
+    (real_imgs, labels), (noise, gen_labels) = _split(real), _split(noise)
+    real_label, fake_label = _targets(real_imgs)
+
+    gen_imgs = G(noise, *gen_labels)
+    d_fake = D(gen_imgs, *gen_labels)
     g_loss = bce(d_fake, real_label)
     optimizer_G.zero_grad()
     g_loss.backward()
     optimizer_G.step()
 
-    gen_imgs = G(noise)
-    d_fake = D(gen_imgs)
-    d_real = D(real_imgs)
+    gen_imgs = G(noise, *gen_labels)
+    d_fake = D(gen_imgs, *gen_labels)
+    d_real = D(real_imgs, *labels)
     d_loss = bce(d_fake, fake_label) + bce(d_real, real_label)
     optimizer_D.zero_grad()
     d_loss.backward()
@@ -172,19 +266,20 @@ def two_pass(G, D, optimizer_G, optimizer_D, real_imgs, noise):
     return g_loss, d_loss
 
 
-def _shared_forward(G, D, real_imgs, noise):
-    real_label, fake_label = _labels(real_imgs)
-    gen_imgs = G(noise)
-    d_fake = D(gen_imgs)
-    d_real = D(real_imgs)
+def _shared_forward(G, D, real, noise):
+    (real_imgs, labels), (noise, gen_labels) = _split(real), _split(noise)
+    real_label, fake_label = _targets(real_imgs)
+    gen_imgs = G(noise, *gen_labels)
+    d_fake = D(gen_imgs, *gen_labels)
+    d_real = D(real_imgs, *labels)
     g_loss = bce(d_fake, real_label)
     d_loss = bce(d_fake, fake_label) + bce(d_real, real_label)
     return g_loss, d_loss
 
 
-def shared_joint(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+def shared_joint(G, D, optimizer_G, optimizer_D, real, noise):
     """The notes' method 1, as written: both backward passes accumulate into both networks."""
-    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    g_loss, d_loss = _shared_forward(G, D, real, noise)
     optimizer_G.zero_grad()
     optimizer_D.zero_grad()
     g_loss.backward(retain_graph=True)
@@ -194,14 +289,14 @@ def shared_joint(G, D, optimizer_G, optimizer_D, real_imgs, noise):
     return g_loss, d_loss
 
 
-def shared_sequential_as_written(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+def shared_sequential_as_written(G, D, optimizer_G, optimizer_D, real, noise):
     """The notes' method 2, literally. Raises RuntimeError on PyTorch >= 1.5 (see `docs/parity.md`).
 
     `optimizer_G.step()` changes G's weights in place, bumping their version counters; then
     `d_loss.backward()` flows through `d_fake` back into G's retained graph, whose saved weights
     no longer have the version they were saved at, and autograd refuses to use them.
     """
-    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    g_loss, d_loss = _shared_forward(G, D, real, noise)
     optimizer_G.zero_grad()
     g_loss.backward(retain_graph=True)
     optimizer_G.step()
@@ -212,7 +307,7 @@ def shared_sequential_as_written(G, D, optimizer_G, optimizer_D, real_imgs, nois
     return g_loss, d_loss
 
 
-def shared_sequential(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+def shared_sequential(G, D, optimizer_G, optimizer_D, real, noise):
     """The update method 2 as written intends: G on g_loss, D on d_loss alone, one forward pass.
 
     The notes' lines in the notes' order, with one change: `d_loss.backward` stops at D's
@@ -221,7 +316,7 @@ def shared_sequential(G, D, optimizer_G, optimizer_D, real_imgs, noise):
     generated images, which are as they were in the forward pass: ∇_D d_loss at (G_t, D_t).
     `optimizer_D.zero_grad()` stays after `g_loss.backward`, so ∇_D g_loss is discarded.
     """
-    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    g_loss, d_loss = _shared_forward(G, D, real, noise)
     optimizer_G.zero_grad()
     g_loss.backward(retain_graph=True)
     optimizer_G.step()
@@ -232,9 +327,9 @@ def shared_sequential(G, D, optimizer_G, optimizer_D, real_imgs, noise):
     return g_loss, d_loss
 
 
-def shared_accumulate(G, D, optimizer_G, optimizer_D, real_imgs, noise):
+def shared_accumulate(G, D, optimizer_G, optimizer_D, real, noise):
     """Method 2 as the notes describe it: D's `.grad` holds g_loss's gradient plus d_loss's."""
-    g_loss, d_loss = _shared_forward(G, D, real_imgs, noise)
+    g_loss, d_loss = _shared_forward(G, D, real, noise)
     optimizer_G.zero_grad()
     optimizer_D.zero_grad()
     g_loss.backward(retain_graph=True)
@@ -246,22 +341,23 @@ def shared_accumulate(G, D, optimizer_G, optimizer_D, real_imgs, noise):
 
 def d_first(netG, netD, optimizerG, optimizerD, real, noise):
     """The PyTorch DCGAN example (`examples/dcgan/main.py`): D steps, then G through the new D."""
-    real_label, fake_label = _labels(real)
+    (real, labels), (noise, gen_labels) = _split(real), _split(noise)
+    real_label, fake_label = _targets(real)
     criterion = bce
 
     netD.zero_grad()
-    output = netD(real)
+    output = netD(real, *labels)
     errD_real = criterion(output, real_label)
     errD_real.backward()
-    fake = netG(noise)
-    output = netD(fake.detach())
+    fake = netG(noise, *gen_labels)
+    output = netD(fake.detach(), *gen_labels)
     errD_fake = criterion(output, fake_label)
     errD_fake.backward()
     errD = errD_real + errD_fake
     optimizerD.step()
 
     netG.zero_grad()
-    output = netD(fake)
+    output = netD(fake, *gen_labels)
     errG = criterion(output, real_label)
     errG.backward()
     optimizerG.step()

@@ -1,4 +1,8 @@
-"""flax <-> PyTorch conversion: exact both ways, and converted models compute the same outputs."""
+"""flax <-> PyTorch conversion: exact both ways, and converted models compute the same outputs.
+
+Every test that converts runs on both models, plain and class-conditional (label embeddings,
+projection discriminators).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -10,30 +14,53 @@ from jaxgan import MODELS, adam, create_state, make_models, make_train_step
 from parity import convert, reference
 
 FEATURES = 8  # the DCGAN narrowed so that the tests stay fast; layouts do not depend on it
+NUM_CLASSES = 10
+# (model, conditional): both families, plain and class-conditional.
+CASES = [(model, conditional) for model in MODELS for conditional in (False, True)]
 
 
-def initial_state(model: str):
-    G, D = make_models(model, features=FEATURES)
+def case_id(case) -> str:
+    model, conditional = case
+    return f"{model}-conditional" if conditional else model
+
+
+def num_classes(conditional: bool) -> int | None:
+    return NUM_CLASSES if conditional else None
+
+
+def initial_state(model: str, conditional: bool = False):
+    G, D = make_models(model, features=FEATURES, num_classes=num_classes(conditional))
     tx = adam()
     return G, D, create_state(jax.random.key(0), G, D, tx, tx)
 
 
-@pytest.fixture(scope="module", params=MODELS)
+def labelled(x, seed: int, conditional: bool):
+    """`x`, or `(x, labels)` with seeded labels for the conditional models (either framework)."""
+    if not conditional:
+        return x
+    labels = np.random.default_rng(seed).integers(0, NUM_CLASSES, len(x))
+    if isinstance(x, torch.Tensor):
+        return x, torch.tensor(labels)
+    return x, jnp.asarray(labels, jnp.int32)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def trained(request):
-    """`(model, G, D, state)`, two Adam steps in: moments and running statistics not trivial."""
-    model = request.param
-    G, D, state = initial_state(model)
+    """`(model, conditional, G, D, state)`, two Adam steps in: moments, running statistics and
+    (conditional) embeddings not trivial."""
+    model, conditional = request.param
+    G, D, state = initial_state(model, conditional)
     tx = adam()
     step = jax.jit(make_train_step("two_pass", G, D, tx, tx))
     for i in range(2):
         real = jax.random.uniform(jax.random.key(10 + i), (8, 28, 28, 1))
         noise = jax.random.normal(jax.random.key(20 + i), (8, 100))
-        state, _ = step(state, real, noise)
-    return model, G, D, state
+        state, _ = step(state, labelled(real, i, conditional), labelled(noise, 10 + i, conditional))
+    return model, conditional, G, D, state
 
 
-def torch_side(model: str):
-    G, D = reference.make_models(model, FEATURES)
+def torch_side(model: str, conditional: bool = False):
+    G, D = reference.make_models(model, FEATURES, num_classes(conditional))
     return G, D, reference.make_optimizer(G), reference.make_optimizer(D)
 
 
@@ -48,22 +75,26 @@ def assert_bitwise_equal(a, b):
 
 
 def test_flax_to_torch_to_flax_is_bit_identical(trained):
-    model, _, _, state = trained
-    G, D, oG, oD = torch_side(model)
-    convert.load_into_torch(model, state, G, D, oG, oD)
-    back = convert.from_torch(model, G, D, oG, oD, int(state.step))
+    model, conditional, _, _, state = trained
+    G, D, oG, oD = torch_side(model, conditional)
+    convert.load_into_torch(model, state, G, D, oG, oD, conditional=conditional)
+    back = convert.from_torch(model, G, D, oG, oD, int(state.step), conditional=conditional)
     assert_bitwise_equal(jax.device_get(state), back)
+    if conditional:  # the label embedding and the projection made the trip, Adam moments too
+        assert "Embed_0" in back.g_opt_state[0].mu and "projection" in back.d_opt_state[0].nu
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_torch_to_flax_to_torch_is_bit_identical(model):
-    G, D, oG, oD = torch_side(model)
-    real, noise = torch.rand(8, 1, 28, 28), torch.randn(8, 100)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_torch_to_flax_to_torch_is_bit_identical(case):
+    model, conditional = case
+    G, D, oG, oD = torch_side(model, conditional)
+    real = labelled(torch.rand(8, 1, 28, 28), 0, conditional)
+    noise = labelled(torch.randn(8, 100), 1, conditional)
     for _ in range(2):  # real Adam moments and running statistics, from PyTorch's own steps
         reference.two_pass(G, D, oG, oD, real, noise)
-    state = convert.from_torch(model, G, D, oG, oD, 2)
-    G2, D2, oG2, oD2 = torch_side(model)
-    convert.load_into_torch(model, state, G2, D2, oG2, oD2)
+    state = convert.from_torch(model, G, D, oG, oD, 2, conditional=conditional)
+    G2, D2, oG2, oD2 = torch_side(model, conditional)
+    convert.load_into_torch(model, state, G2, D2, oG2, oD2, conditional=conditional)
     for a, b in ((G, G2), (D, D2)):
         for name, t in a.state_dict().items():
             if not name.endswith("num_batches_tracked"):  # kept from the target: see convert
@@ -101,27 +132,32 @@ def nchw(x):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_converted_models_compute_the_same_outputs(trained, train):
-    model, G, D, state = trained
-    tG, tD, oG, oD = torch_side(model)
-    convert.load_into_torch(model, state, tG, tD, oG, oD)
+    model, conditional, G, D, state = trained
+    tG, tD, oG, oD = torch_side(model, conditional)
+    convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
     tG.train(train)
     tD.train(train)
     z = jax.random.normal(jax.random.key(5), (16, 100))
+    # Every class, so that every row of each embedding takes part.
+    labels = (jnp.arange(16) % NUM_CLASSES,) if conditional else ()
+    torch_labels = tuple(torch.tensor(np.asarray(y)).long() for y in labels)
     images, _ = G.apply(
         {"params": state.g_params, "batch_stats": state.g_batch_stats},
         z,
+        *labels,
         train=train,
         mutable=["batch_stats"],
     )
     logits, _ = D.apply(
         {"params": state.d_params, "batch_stats": state.d_batch_stats},
         images,
+        *labels,
         train=train,
         mutable=["batch_stats"],
     )
     with torch.no_grad():
-        torch_images = tG(torch.tensor(np.asarray(z)))
-        torch_probs = tD(nchw(images))
+        torch_images = tG(torch.tensor(np.asarray(z)), *torch_labels)
+        torch_probs = tD(nchw(images), *torch_labels)
     # The images are in [0, 1] and the probabilities near 1/2: float32 rounding is ~1e-7.
     np.testing.assert_allclose(images, torch_images.permute(0, 2, 3, 1).numpy(), rtol=0, atol=5e-7)
     np.testing.assert_allclose(jax.nn.sigmoid(logits), torch_probs[:, 0].numpy(), rtol=0, atol=5e-7)
@@ -143,3 +179,13 @@ def test_a_layout_that_does_not_match_the_networks_is_an_error():
         convert.to_state_dict("mlp", "G", state.d_params, {}, D)
     with pytest.raises(ValueError, match="layout does not match"):
         convert.from_state_dict("mlp", "D", G.state_dict())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_conditional_and_plain_layouts_are_not_interchangeable(model):
+    _, _, state = initial_state(model, conditional=True)
+    G, _, _, _ = torch_side(model, conditional=True)
+    with pytest.raises(ValueError, match=r"layout does not match: flax params/Embed_0/embedding"):
+        convert.to_state_dict(model, "G", state.g_params, state.g_batch_stats, G)
+    with pytest.raises(ValueError, match=r"layout does not match: PyTorch label_emb\.weight"):
+        convert.from_state_dict(model, "G", G.state_dict())

@@ -1,5 +1,8 @@
 """jaxgan against the notes' PyTorch code: every strategy, both models, on real MNIST batches.
 
+Both models also in their class-conditional versions, on MNIST's labels and a seeded draw of
+labels for G, with the plain models' tolerances.
+
 The check runs both sides in float64 from the same float32 weights and inputs (docs/parity.md
 explains why float32 cannot be held to 1e-5 over many steps). The MLP is full size; the DCGAN
 is narrowed to `features=8`, because PyTorch's float64 convolutions on the CPU are slow (the
@@ -21,10 +24,23 @@ STEPS = 10
 FEATURES = 8
 
 
+NUM_CLASSES = compare.NUM_CLASSES
+
+
 @pytest.fixture(scope="module")
-def batches(mnist_dir):
-    images = load_idx_split(mnist_dir, "train").images
-    return compare.mnist_batches(images, STEPS, 64)
+def mnist(mnist_dir):
+    return load_idx_split(mnist_dir, "train")
+
+
+@pytest.fixture(scope="module")
+def batches(mnist):
+    return compare.mnist_batches(mnist.images, STEPS, 64)
+
+
+@pytest.fixture(scope="module")
+def conditional_batches(mnist):
+    """`((images, labels), (noise, G's labels))`: MNIST's own labels, G's drawn with the seed."""
+    return compare.mnist_batches(mnist.images, STEPS, 64, labels=mnist.labels)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -34,6 +50,54 @@ def test_jaxgan_computes_what_the_pytorch_code_computes(strategy, model, batches
     assert len(rows) == STEPS
     failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
     assert not failures, failures
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_conditional_models_compute_what_the_pytorch_code_computes(
+    strategy, model, conditional_batches
+):
+    rows = compare.run(
+        strategy, model, *conditional_batches, features=FEATURES, num_classes=NUM_CLASSES
+    )
+    assert len(rows) == STEPS
+    failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
+    assert not failures, failures
+
+
+def test_the_conditional_batches_hold_mnists_labels_and_a_seeded_draw(mnist, conditional_batches):
+    (_, real_labels), (noise, gen_labels) = conditional_batches
+    np.testing.assert_array_equal(real_labels.reshape(-1), mnist.labels[: STEPS * 64])
+    again = compare.mnist_batches(mnist.images, STEPS, 64, labels=mnist.labels)[1][1]
+    np.testing.assert_array_equal(gen_labels, again)
+    assert set(np.unique(gen_labels)) == set(range(NUM_CLASSES))
+    # The noise is the plain run's: the labels are drawn after it.
+    np.testing.assert_array_equal(noise, compare.mnist_batches(mnist.images, STEPS, 64)[1])
+
+
+def _shuffled(labelled, seed):
+    """`(x, labels)` with each step's labels permuted within the batch."""
+    x, labels = labelled
+    rng = np.random.default_rng(seed)
+    return x, np.stack([rng.permutation(step) for step in labels])
+
+
+@pytest.mark.parametrize("which", ["real", "noise"])
+def test_the_check_fails_when_one_side_gets_shuffled_labels(which, conditional_batches):
+    real, noise = ((x[:2], y[:2]) for x, y in conditional_batches)
+    ref = {"real": real, "noise": noise}
+    ref[which] = _shuffled(ref[which], seed=1)
+    rows = compare.run(
+        "shared_sequential",
+        "mlp",
+        real,
+        noise,
+        num_classes=NUM_CLASSES,
+        reference_inputs=(ref["real"], ref["noise"]),
+    )
+    # The labels change what is computed, far outside the tolerance: the check sees them.
+    assert rows[-1].diffs["params"] > 1e4 * compare.TOLERANCES["mlp"]["params"]
+    assert rows[-1].failures()
 
 
 # Pairs of strategies that differ in one term of one network's gradient.
@@ -53,14 +117,21 @@ def test_the_check_fails_when_the_reference_is_another_strategy(strategy, swappe
     assert rows[-1].failures()
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_the_notes_method_2_as_written_raises_the_inplace_error(model):
-    torch.manual_seed(0)
-    G, D = reference.make_models(model, FEATURES)
+def _random_batch(num_classes):
     real, noise = torch.rand(4, 1, 28, 28), torch.randn(4, 100)
+    if num_classes is None:
+        return real, noise
+    return (real, torch.randint(num_classes, (4,))), (noise, torch.randint(num_classes, (4,)))
+
+
+@pytest.mark.parametrize("num_classes", [None, NUM_CLASSES], ids=["plain", "conditional"])
+@pytest.mark.parametrize("model", MODELS)
+def test_the_notes_method_2_as_written_raises_the_inplace_error(model, num_classes):
+    torch.manual_seed(0)
+    G, D = reference.make_models(model, FEATURES, num_classes)
     optimizers = reference.make_optimizer(G), reference.make_optimizer(D)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        reference.shared_sequential_as_written(G, D, *optimizers, real, noise)
+        reference.shared_sequential_as_written(G, D, *optimizers, *_random_batch(num_classes))
 
 
 NETWORK_CALLS = {  # (G calls, D calls) per step, as in tests/test_strategies.py
@@ -72,15 +143,14 @@ NETWORK_CALLS = {  # (G calls, D calls) per step, as in tests/test_strategies.py
 }
 
 
+@pytest.mark.parametrize("num_classes", [None, NUM_CLASSES], ids=["plain", "conditional"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_the_reference_calls_each_network_as_jaxgan_does(strategy):
+def test_the_reference_calls_each_network_as_jaxgan_does(strategy, num_classes):
     # PyTorch counts training-mode BatchNorm calls in num_batches_tracked.
-    G, D = reference.make_models("dcgan", 8)
+    G, D = reference.make_models("dcgan", 8, num_classes)
     optimizers = reference.make_optimizer(G), reference.make_optimizer(D)
     for _ in range(2):
-        reference.STRATEGIES[strategy](
-            G, D, *optimizers, torch.rand(4, 1, 28, 28), torch.randn(4, 100)
-        )
+        reference.STRATEGIES[strategy](G, D, *optimizers, *_random_batch(num_classes))
     g_calls, d_calls = NETWORK_CALLS[strategy]
     assert int(G.main[1].num_batches_tracked) == 2 * g_calls
     assert int(D.main[3].num_batches_tracked) == 2 * d_calls
@@ -105,6 +175,16 @@ def test_runner_prints_the_table_and_writes_json(mnist_dir, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert [(r["model"], r["step"]) for r in report["rows"]] == [("dcgan", 1), ("dcgan", 2)]
     assert report["passed"] and all(np.isfinite(r["params"]) for r in report["rows"])
+
+
+def test_runner_runs_the_conditional_models(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "parity.json"
+    argv = ["--strategy", "d_first", "--model", "mlp", "--steps", "1", "--conditional"]
+    assert main([*argv, "--data-dir", str(mnist_dir), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "conditional on 10 classes" in printed and "PASS" in printed
+    report = json.loads(out.read_text())
+    assert report["num_classes"] == NUM_CLASSES and report["passed"]
 
 
 def test_runner_says_where_the_data_should_be(tmp_path, capsys):

@@ -70,3 +70,18 @@ def test_xla_flop_count_of_the_mlp_step_matches_its_matmuls(batch):
     xla = step_flops(Run.build(TrainConfig(model="mlp", strategy="two_pass", batch_size=batch)))
     # XLA also counts elementwise work (BatchNorm, losses, Adam): measured 1.04 at batch 64.
     assert 1.0 <= xla / (g_step + d_step) < 1.5
+
+
+def test_profile_step_splits_the_step_into_gemms_and_the_rest():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from profile_step import _kind, profile
+
+    assert [_kind(n) for n in ("ynn_fusion.3", "dot.12", "add_fusion.1", "copy.2")] == [
+        "gemm", "gemm", "elementwise", "copy"
+    ]  # fmt: skip
+    wall, by_kind = profile("mlp", "two_pass", batch_size=32, chunk=2, repeats=1)
+    assert wall > 0
+    # The MLP step is matrix multiplies plus elementwise work; both must have been seen, and the
+    # multiplies (98% of the step's FLOPs) must take a real share of the thread time.
+    assert by_kind["gemm"] > 0 and by_kind["elementwise"] > 0
+    assert by_kind["gemm"] / sum(by_kind.values()) > 0.2

@@ -1,8 +1,13 @@
 """Training throughput of jaxgan against the notes' PyTorch code and the best PyTorch.
 
-The README's table (both models, all five strategies, batch 64 and 256, on the CPU):
+The README's table (both models, all five strategies, batch 64 and 256, on the CPU; the DCGAN
+with fewer timed steps, as its steps are ten times slower):
 
-    python scripts/benchmark.py --data-dir ../shared/data/mnist --json benchmark.json
+    python scripts/benchmark.py --data-dir ../shared/data/mnist --model mlp --json mlp.json
+    python scripts/benchmark.py --data-dir ../shared/data/mnist --model dcgan --chunk 10 \\
+        --repeats 3 --torch-warmup 3 --json dcgan.json
+
+Everything at the default settings: `python scripts/benchmark.py --data-dir ... --json F`.
 
 The same with `torch.compile` for the best PyTorch, and on a GPU (TF32 off on both sides):
 

@@ -336,13 +336,14 @@ def _headline(study: Study, results: dict[str, Any], cells: Cells) -> list[str]:
 
 def _why(group: Group, c: dict[str, np.ndarray], results: dict[str, Any]) -> str:
     mean = float(np.mean(c["classifier_score"]))
-    # score = exp(H(mean p) - mean H(p)) and H(mean p) <= ln 10, per run and (Jensen) on average.
+    # score = exp(H(mean p) - mean H(p)), H(mean p) <= ln 10: mean H(p) <= ln 10 - ln score.
     entropy = np.log(10) - np.log(mean)
     text = (
         f"Why: the classes are nearly balanced (KL from uniform {cell(c['class_kl_uniform'])}), "
         f"so what the score misses is confidence. Since score = exp(H(mean p(y|x)) - mean "
-        f"H(p(y|x))) and the first entropy is at most ln 10, the classifier's mean entropy per "
-        f"sample is at least ln 10 - ln {mean:.2f} = {entropy:.2f} nats, where a score of "
+        f"H(p(y|x))) and the first entropy is at most ln 10 and, with classes this balanced, "
+        f"close to it, the classifier's mean entropy per sample is close to (and at most) "
+        f"ln 10 - ln {mean:.2f} = {entropy:.2f} nats, where a score of "
         f"{TARGET_SCORE} allows at most {np.log(10) - np.log(TARGET_SCORE):.2f}: many samples "
         f"are digits the classifier cannot place with confidence."
     )

@@ -419,18 +419,17 @@ def reference_metrics(
 
     Returns:
       `evaluate_samples` of the drawn training images against `test_images`.
+
+    Raises:
+      ValueError: `train_labels` and `train_images` differ in length.
     """
     num_samples = len(test_images) if num_samples is None else num_samples
-    drawn = _reference_indices(len(train_images), num_samples, seed)
-    labels = None if train_labels is None else np.asarray(train_labels)[drawn]
-    images = np.asarray(train_images)[drawn]
+    images, labels = reference_draw(train_images, num_samples, seed), None
+    if train_labels is not None:
+        if len(train_labels) != len(train_images):
+            raise ValueError(f"{len(train_labels)} labels for {len(train_images)} images")
+        labels = reference_draw(train_labels, num_samples, seed)
     return evaluate_samples(images, test_images, seed=seed, labels=labels, **kwargs)
-
-
-def _reference_indices(num_train: int, num_samples: int, seed: int) -> np.ndarray:
-    """The sorted indices of the training images `reference_metrics` draws."""
-    draw = np.random.default_rng(seed).choice(num_train, num_samples, replace=False)
-    return np.sort(draw)
 
 
 def reference_draw(train_images: np.ndarray, num_samples: int, seed: int = 0) -> np.ndarray:
@@ -447,7 +446,8 @@ def reference_draw(train_images: np.ndarray, num_samples: int, seed: int = 0) ->
     Returns:
       The drawn rows, in their order in `train_images`.
     """
-    return np.asarray(train_images)[_reference_indices(len(train_images), num_samples, seed)]
+    draw = np.random.default_rng(seed).choice(len(train_images), num_samples, replace=False)
+    return np.asarray(train_images)[np.sort(draw)]
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

@@ -18,6 +18,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,6 +27,7 @@ import numpy as np
 
 from jaxgan.config import TrainConfig
 from jaxgan.distributed import DataParallel
+from jaxgan.state import GANState
 from jaxgan.train import Run, epoch_order, make_chunk_runner, run_keys
 
 
@@ -59,20 +61,22 @@ def step_flops(run: Run) -> float:
     return float(cost["flops"])
 
 
-def train(spec: dict[str, Any]) -> dict[str, Any]:
-    """Throughput of `spec["chunk"] * spec["repeats"]` training steps, after a warm-up chunk."""
-    _setup(spec)
-    images = np.load(spec["data"])
-    config = TrainConfig(
-        model=spec["model"],
-        strategy=spec["strategy"],
-        batch_size=spec["batch_size"],
-        log_every=spec["chunk"],
-        devices=spec["devices"],
-    )
+def training_loop(
+    config: TrainConfig, images: np.ndarray
+) -> tuple[Run, GANState, Callable[[GANState], tuple[GANState, dict]]]:
+    """The training loop's hot path, set up as `jaxgan.train` sets it up.
+
+    Returns:
+      `(run, state, dispatch)`: `dispatch(state)` runs the next `config.log_every` steps under
+      `lax.scan` (one dispatch, state donated) and returns `(state, stacked metrics)`, drawing
+      a new epoch order when a chunk would run past the end of an epoch.
+
+    Raises:
+      ValueError: a chunk is longer than an epoch.
+    """
     steps_per_epoch = config.steps_per_epoch(len(images))
-    if spec["chunk"] > steps_per_epoch:
-        raise ValueError(f"chunk {spec['chunk']} exceeds an epoch ({steps_per_epoch} steps)")
+    if config.log_every > steps_per_epoch:
+        raise ValueError(f"chunk {config.log_every} exceeds an epoch ({steps_per_epoch} steps)")
     dp = DataParallel.create(config.devices)
     run = Run.build(config, dp.size)
     keys = run_keys(config.seed)
@@ -92,6 +96,20 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         position += config.log_every
         return out
 
+    return run, state, dispatch
+
+
+def train(spec: dict[str, Any]) -> dict[str, Any]:
+    """Throughput of `spec["chunk"] * spec["repeats"]` training steps, after a warm-up chunk."""
+    _setup(spec)
+    config = TrainConfig(
+        model=spec["model"],
+        strategy=spec["strategy"],
+        batch_size=spec["batch_size"],
+        log_every=spec["chunk"],
+        devices=spec["devices"],
+    )
+    run, state, dispatch = training_loop(config, np.load(spec["data"]))
     started = time.perf_counter()
     state, metrics = jax.block_until_ready(dispatch(state))
     compile_s = time.perf_counter() - started
@@ -101,6 +119,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     jax.block_until_ready((state, metrics))  # the one host sync of the timed section
     seconds = time.perf_counter() - started
     steps = spec["chunk"] * spec["repeats"]
+    devices = sorted(state.step.devices(), key=lambda d: d.id)  # the state is replicated
     return {
         "steps": steps,
         "seconds": seconds,
@@ -108,9 +127,9 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         "compile_s": compile_s,
         "flops_per_step": step_flops(run),
         "final_losses": [float(metrics[k][-1]) for k in ("g_loss", "d_loss")],
-        "devices": dp.size,
+        "devices": len(devices),
         "peak_rss_mb": _peak_rss_mb(),
-        "peak_device_mb": _device_peak_mb(dp.mesh.devices.flat[0]),
+        "peak_device_mb": _device_peak_mb(devices[0]),
     }
 
 

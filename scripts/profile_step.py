@@ -2,9 +2,10 @@
 
     python scripts/profile_step.py --model mlp --strategy two_pass --batch-size 64
 
-Runs `make_chunk_runner` (the training loop's hot path) under `jax.profiler`, reads the trace's
-XPlane protobuf (TensorFlow's `xplane_pb2`, from the `tfds` extra) and sums the time XLA's
-worker threads spend in each kind of operation, per training step:
+Runs the training loop's hot path (`make_chunk_runner`, set up by `parity.bench_jax` as the
+benchmark times it) under `jax.profiler`, reads the trace's XPlane protobuf (TensorFlow's
+`xplane_pb2`, from the `tfds` extra) and sums the time XLA's worker threads spend in each kind
+of operation, per training step:
 
 - `gemm`: matrix multiplies, as YNNPACK fusions (`ynn_fusion.*`) or Eigen `dot`s;
 - `elementwise`: XLA's other fusions (BatchNorm, activations, losses, Adam, data, noise);
@@ -47,29 +48,21 @@ def profile(
       kind of operation (`gemm`, `elementwise`, `copy`, `wait`, `other`).
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     from jaxgan.config import TrainConfig
-    from jaxgan.distributed import DataParallel
-    from jaxgan.train import Run, epoch_order, make_chunk_runner, run_keys
+    from parity.bench_jax import training_loop
 
     config = TrainConfig(model=model, strategy=strategy, batch_size=batch_size, log_every=chunk)
     images = np.random.default_rng(0).integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
-    dp = DataParallel.create(1)
-    run = Run.build(config, dp.size)
-    keys = run_keys(config.seed)
-    state = run.init_state(keys["init"])
-    data = (jnp.asarray(images), jnp.zeros(len(images), jnp.int32))
-    runner = make_chunk_runner(run.step_fn, config, dp)
-    order = epoch_order(keys["data"], 0, len(images))
+    _, state, dispatch = training_loop(config, images)
     for _ in range(2):  # compile, and settle the state's placement
-        state, metrics = jax.block_until_ready(runner(state, data, order, 0, keys["noise"], chunk))
+        state, metrics = jax.block_until_ready(dispatch(state))
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir)
-        for i in range(repeats):
-            state, metrics = runner(state, data, order, i * chunk, keys["noise"], chunk)
+        for _ in range(repeats):
+            state, metrics = dispatch(state)
         jax.block_until_ready((state, metrics))
         jax.profiler.stop_trace()
         (path,) = Path(trace_dir).rglob("*.xplane.pb")

@@ -5,9 +5,9 @@ Two families, each a (generator, discriminator) pair that `make_models` builds b
 - `mlp`: the notes' network, as the widely used PyTorch MNIST GAN (PyTorch-GAN's `gan.py`) has
   it. G: latent 100 -> 128 -> 256 -> 512 -> 1024 -> 784, LeakyReLU(0.2), BatchNorm after every
   hidden layer but the first, sigmoid output reshaped to 28x28x1. D: 784 -> 512 -> 256 -> 1 with
-  LeakyReLU(0.2). That code writes `nn.BatchNorm1d(out_feat, 0.8)`, whose second positional
-  argument is `eps`, so its BatchNorm runs with epsilon 0.8; jaxgan keeps that as the `mlp`
-  default so the parity suite reproduces the model people actually train.
+  LeakyReLU(0.2). BatchNorm's epsilon is PyTorch's default, 1e-5; `bn_epsilon=0.8` reproduces
+  `gan.py`, whose `nn.BatchNorm1d(out_feat, 0.8)` passes 0.8 as `eps` (its second positional
+  argument), not as momentum.
 - `dcgan`: the PyTorch DCGAN example's design scaled to 28x28: G is a stack of transposed
   convolutions 1x1 -> 7x7 -> 14x14 -> 28x28 with BatchNorm and ReLU; D mirrors it with strided
   convolutions, BatchNorm and LeakyReLU(0.2), and a final 7x7 convolution to one logit. The
@@ -49,6 +49,19 @@ from jaxgan.layers import (
 MODELS = ("mlp", "dcgan")
 Output = Literal["sigmoid", "tanh"]
 IMAGE_SHAPE = (28, 28, 1)
+# How images are scaled, and the generator output that matches: [0, 1] (`ToTensor()`) with a
+# sigmoid, or [-1, 1] with a tanh.
+PixelRange = Literal["unit", "symmetric"]
+OUTPUTS: dict[str, Output] = {"unit": "sigmoid", "symmetric": "tanh"}
+PIXEL_RANGES = tuple(OUTPUTS)
+BN_EPSILON = 1e-5  # PyTorch's default
+
+
+def to_unit_range(images: jax.Array, pixel_range: PixelRange) -> jax.Array:
+    """Maps images in `pixel_range` to `[0, 1]` (for display and for the classifier)."""
+    if pixel_range not in OUTPUTS:
+        raise ValueError(f"pixel_range must be one of {list(PIXEL_RANGES)}, got {pixel_range!r}")
+    return (images + 1) / 2 if pixel_range == "symmetric" else images
 
 
 def _linear(features: int, fan_in: int) -> nn.Dense:
@@ -99,7 +112,7 @@ class MLPGenerator(nn.Module):
     latent_dim: int = 100
     hidden: Sequence[int] = (128, 256, 512, 1024)
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
-    bn_epsilon: float = 0.8
+    bn_epsilon: float = BN_EPSILON
     bn_momentum: float = 0.1
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
@@ -144,7 +157,7 @@ class DCGANGenerator(nn.Module):
     latent_dim: int = 100
     features: int = 64
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
-    bn_epsilon: float = 1e-5
+    bn_epsilon: float = BN_EPSILON
     bn_momentum: float = 0.1
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
@@ -171,7 +184,7 @@ class DCGANDiscriminator(nn.Module):
     """Strided-convolution discriminator: `28x28x1 -> 14x14xf -> 7x7x2f -> 1` logit."""
 
     features: int = 64
-    bn_epsilon: float = 1e-5
+    bn_epsilon: float = BN_EPSILON
     bn_momentum: float = 0.1
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     num_classes: int | None = None  # conditional: D(images, labels), projection form
@@ -195,7 +208,7 @@ def make_models(
     *,
     latent_dim: int = 100,
     output: Output = "sigmoid",
-    bn_epsilon: float | None = None,
+    bn_epsilon: float = BN_EPSILON,
     bn_momentum: float = 0.1,
     features: int = 64,
     num_classes: int | None = None,
@@ -208,8 +221,8 @@ def make_models(
       latent_dim: size of the noise vector.
       output: the generator's last activation, `"sigmoid"` for `[0, 1]` images (`ToTensor`),
         `"tanh"` for `[-1, 1]`.
-      bn_epsilon: BatchNorm epsilon; `None` takes the family's default (0.8 for `mlp`, as in
-        PyTorch-GAN; 1e-5, PyTorch's default, for `dcgan`).
+      bn_epsilon: BatchNorm epsilon, PyTorch's default 1e-5; PyTorch-GAN's `gan.py` runs the
+        `mlp` with 0.8.
       bn_momentum: BatchNorm momentum in PyTorch's convention (see `BatchNorm`).
       bn_groups: 1 for statistics over the whole batch; `n` for statistics per `1/n` of the
         batch, as PyTorch DDP has per replica when the batch is sharded over `n` devices.
@@ -224,19 +237,17 @@ def make_models(
     """
     if num_classes is not None and num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    bn = {"bn_momentum": bn_momentum, "bn_groups": bn_groups}
+    if not bn_epsilon > 0:
+        raise ValueError(f"bn_epsilon must be positive, got {bn_epsilon}")
+    bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "bn_groups": bn_groups}
     if name == "mlp":
-        eps = 0.8 if bn_epsilon is None else bn_epsilon
         return (
-            MLPGenerator(latent_dim, bn_epsilon=eps, output=output, num_classes=num_classes, **bn),
+            MLPGenerator(latent_dim, output=output, num_classes=num_classes, **bn),
             MLPDiscriminator(num_classes=num_classes),
         )
     if name == "dcgan":
-        eps = 1e-5 if bn_epsilon is None else bn_epsilon
         return (
-            DCGANGenerator(
-                latent_dim, features, bn_epsilon=eps, output=output, num_classes=num_classes, **bn
-            ),
-            DCGANDiscriminator(features, bn_epsilon=eps, num_classes=num_classes, **bn),
+            DCGANGenerator(latent_dim, features, output=output, num_classes=num_classes, **bn),
+            DCGANDiscriminator(features, num_classes=num_classes, **bn),
         )
     raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import jaxgan
 from jaxgan.data import DATA_DIR_ENV, load_idx_split
+from jaxgan.models import BN_EPSILON
 from parity import compare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--conditional",
         action="store_true",
         help="the class-conditional models, on MNIST's labels and a seeded draw for G",
+    )
+    p.add_argument(
+        "--bn-epsilon",
+        type=float,
+        default=BN_EPSILON,
+        help="every BatchNorm's eps, both sides (jaxgan's default, PyTorch's; PyTorch-GAN's "
+        "gan.py runs the MLP with 0.8)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the noise")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for both sides")
@@ -100,6 +108,7 @@ def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
     """Prints what is compared, and how; returns the notes' method 2 outcome per model."""
     print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
     print(f"  steps: {args.steps}, batch: {args.batch_size} real images, seed: {args.seed}")
+    print(f"  BatchNorm eps: {args.bn_epsilon}")
     if args.conditional:
         print(f"  models: conditional on {args.num_classes} classes: G(z, labels), D(img, labels),")
         print("    on the real images' MNIST labels and G's labels drawn with the seed")
@@ -133,6 +142,7 @@ def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
                 noise,
                 features=args.features,
                 num_classes=args.num_classes,
+                bn_epsilon=args.bn_epsilon,
                 seed=args.seed,
                 device=args.device,
                 jax_dtype=args.dtype,
@@ -192,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "features": args.features,
             "num_classes": args.num_classes,
+            "bn_epsilon": args.bn_epsilon,
             "seed": args.seed,
             "method_2_as_written": method_2,
             "tolerances": compare.TOLERANCES if gated else None,

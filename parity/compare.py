@@ -22,6 +22,7 @@ import torch
 
 import jaxgan
 from jaxgan.data import to_float
+from jaxgan.models import BN_EPSILON
 from jaxgan.state import GANState
 from parity import convert, reference
 
@@ -204,6 +205,7 @@ def run(
     *,
     features: int = 64,
     num_classes: int | None = None,
+    bn_epsilon: float = BN_EPSILON,
     seed: int = 0,
     device: str = "cpu",
     jax_dtype: str = "float64",
@@ -222,6 +224,7 @@ def run(
         the labels G is asked to draw.
       features: the DCGAN's base width.
       num_classes: `None` for the plain models; the class count of the conditional ones.
+      bn_epsilon: every BatchNorm's epsilon, both sides (PyTorch-GAN's MLP runs with 0.8).
       seed: seeds jaxgan's initial float32 weights, which both sides start from.
       device: `"cpu"` or `"cuda"`, for both sides.
       jax_dtype: `"float64"` or `"float32"`, what jaxgan computes in. The float32 weights and
@@ -243,7 +246,9 @@ def run(
     if isinstance(real, tuple) != conditional or isinstance(noise, tuple) != conditional:
         raise ValueError("real and noise carry labels exactly when num_classes is given")
     ref_real, ref_noise = reference_inputs or (real, noise)
-    G, D = jaxgan.make_models(model, features=features, num_classes=num_classes)
+    G, D = jaxgan.make_models(
+        model, features=features, num_classes=num_classes, bn_epsilon=bn_epsilon
+    )
     tx = jaxgan.adam()
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.default_device(jdev))
@@ -253,7 +258,7 @@ def run(
         state = create(jax.random.key(seed), G, D, tx, tx)
         stack.enter_context(jax.enable_x64(jax_dtype == "float64"))
         state = jax.tree.map(lambda x: x.astype(jdtype) if x.dtype.kind == "f" else x, state)
-        ref_models = reference.make_models(model, features, num_classes)
+        ref_models = reference.make_models(model, features, num_classes, bn_epsilon)
         tG, tD = (m.to(tdev, tdtype) for m in ref_models)
         oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
         convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)

@@ -30,7 +30,11 @@ bce = nn.BCELoss()
 
 
 class MLPGenerator(nn.Module):
-    """PyTorch-GAN's `gan.py` generator, with a sigmoid output for `ToTensor` images."""
+    """PyTorch-GAN's `gan.py` generator, with a sigmoid output for `ToTensor` images.
+
+    `gan.py` writes `nn.BatchNorm1d(out_feat, 0.8)`, whose second positional argument is `eps`:
+    its users train with `bn_eps=0.8`; jaxgan's default is PyTorch's 1e-5.
+    """
 
     def __init__(self, latent_dim: int = LATENT_DIM, bn_eps: float = 0.8):
         super().__init__()
@@ -38,7 +42,6 @@ class MLPGenerator(nn.Module):
         def block(in_feat, out_feat, normalize=True):
             layers = [nn.Linear(in_feat, out_feat)]
             if normalize:
-                # PyTorch-GAN writes BatchNorm1d(out_feat, 0.8): the 0.8 is eps, not momentum.
                 layers.append(nn.BatchNorm1d(out_feat, bn_eps))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             return layers
@@ -78,15 +81,15 @@ class MLPDiscriminator(nn.Module):
 class DCGANGenerator(nn.Module):
     """The PyTorch DCGAN example's generator, scaled to 28x28: 1x1 -> 7x7 -> 14x14 -> 28x28."""
 
-    def __init__(self, latent_dim: int = LATENT_DIM, features: int = 64):
+    def __init__(self, latent_dim: int = LATENT_DIM, features: int = 64, bn_eps: float = 1e-5):
         super().__init__()
         f = features
         self.main = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 2 * f, 7, 1, 0, bias=False),
-            nn.BatchNorm2d(2 * f),
+            nn.BatchNorm2d(2 * f, bn_eps),
             nn.ReLU(True),
             nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(f),
+            nn.BatchNorm2d(f, bn_eps),
             nn.ReLU(True),
             nn.ConvTranspose2d(f, 1, 4, 2, 1, bias=False),
             nn.Sigmoid(),
@@ -99,14 +102,14 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """The PyTorch DCGAN example's discriminator, scaled to 28x28: 28 -> 14 -> 7 -> 1."""
 
-    def __init__(self, features: int = 64):
+    def __init__(self, features: int = 64, bn_eps: float = 1e-5):
         super().__init__()
         f = features
         self.main = nn.Sequential(
             nn.Conv2d(1, f, 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * f),
+            nn.BatchNorm2d(2 * f, bn_eps),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(2 * f, 1, 7, 1, 0, bias=False),
             nn.Sigmoid(),
@@ -152,8 +155,10 @@ class ConditionalMLPDiscriminator(nn.Module):
 class ConditionalDCGANGenerator(DCGANGenerator):
     """The DCGAN generator on the label's embedding concatenated to the noise (as `cgan.py`)."""
 
-    def __init__(self, n_classes: int, latent_dim: int = LATENT_DIM, features: int = 64):
-        super().__init__(latent_dim + n_classes, features)
+    def __init__(
+        self, n_classes: int, latent_dim: int = LATENT_DIM, features: int = 64, bn_eps: float = 1e-5
+    ):
+        super().__init__(latent_dim + n_classes, features, bn_eps)
         self.label_emb = nn.Embedding(n_classes, n_classes)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -165,14 +170,14 @@ class ConditionalDCGANDiscriminator(nn.Module):
     """The DCGAN discriminator as a projection discriminator: its last 7x7 convolution plus
     `(embed(labels) * h).sum(1)` on the flattened `2f x 7 x 7` features `h`, then the sigmoid."""
 
-    def __init__(self, n_classes: int, features: int = 64):
+    def __init__(self, n_classes: int, features: int = 64, bn_eps: float = 1e-5):
         super().__init__()
         f = features
         self.main = nn.Sequential(
             nn.Conv2d(1, f, 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * f),
+            nn.BatchNorm2d(2 * f, bn_eps),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.projection = nn.Embedding(n_classes, 2 * f * 7 * 7)
@@ -185,7 +190,7 @@ class ConditionalDCGANDiscriminator(nn.Module):
 
 
 def make_models(
-    name: str, features: int = 64, num_classes: int | None = None
+    name: str, features: int = 64, num_classes: int | None = None, bn_epsilon: float = 1e-5
 ) -> tuple[nn.Module, nn.Module]:
     """The PyTorch `(generator, discriminator)` of `jaxgan.make_models(name)`, in training mode.
 
@@ -194,21 +199,24 @@ def make_models(
       features: the DCGAN's base width (ignored by `mlp`).
       num_classes: `None` for the plain models; a class count for the conditional ones, called
         as `G(z, labels)` and `D(img, labels)`.
+      bn_epsilon: every BatchNorm's `eps` (0.8 is PyTorch-GAN's MLP, see `MLPGenerator`).
 
     Returns:
       Freshly initialized modules; `parity.convert` loads jaxgan's weights into them.
     """
     if name not in ("mlp", "dcgan"):
         raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'dcgan'")
+    eps = bn_epsilon
     if num_classes is None:
         if name == "mlp":
-            return MLPGenerator(), MLPDiscriminator()
-        return DCGANGenerator(features=features), DCGANDiscriminator(features)
+            return MLPGenerator(bn_eps=eps), MLPDiscriminator()
+        return DCGANGenerator(features=features, bn_eps=eps), DCGANDiscriminator(features, eps)
     if name == "mlp":
-        return ConditionalMLPGenerator(num_classes), ConditionalMLPDiscriminator(num_classes)
+        G = ConditionalMLPGenerator(num_classes, bn_eps=eps)
+        return G, ConditionalMLPDiscriminator(num_classes)
     return (
-        ConditionalDCGANGenerator(num_classes, features=features),
-        ConditionalDCGANDiscriminator(num_classes, features),
+        ConditionalDCGANGenerator(num_classes, features=features, bn_eps=eps),
+        ConditionalDCGANDiscriminator(num_classes, features, eps),
     )
 
 
@@ -226,7 +234,7 @@ Strategy = Callable[
 ]
 
 
-def _split(batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+def split_labels(batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """`x` -> `(x, ())`; `(x, labels)` -> `(x, (labels,))`: the labels a network call adds."""
     if isinstance(batch, tuple):
         x, labels = batch
@@ -246,7 +254,7 @@ def _targets(real_imgs):
 
 def two_pass(G, D, optimizer_G, optimizer_D, real, noise):
     """Notes §2: G trains on one forward pass, D on a second one through the updated G."""
-    (real_imgs, labels), (noise, gen_labels) = _split(real), _split(noise)
+    (real_imgs, labels), (noise, gen_labels) = split_labels(real), split_labels(noise)
     real_label, fake_label = _targets(real_imgs)
 
     gen_imgs = G(noise, *gen_labels)
@@ -267,7 +275,7 @@ def two_pass(G, D, optimizer_G, optimizer_D, real, noise):
 
 
 def _shared_forward(G, D, real, noise):
-    (real_imgs, labels), (noise, gen_labels) = _split(real), _split(noise)
+    (real_imgs, labels), (noise, gen_labels) = split_labels(real), split_labels(noise)
     real_label, fake_label = _targets(real_imgs)
     gen_imgs = G(noise, *gen_labels)
     d_fake = D(gen_imgs, *gen_labels)
@@ -341,7 +349,7 @@ def shared_accumulate(G, D, optimizer_G, optimizer_D, real, noise):
 
 def d_first(netG, netD, optimizerG, optimizerD, real, noise):
     """The PyTorch DCGAN example (`examples/dcgan/main.py`): D steps, then G through the new D."""
-    (real, labels), (noise, gen_labels) = _split(real), _split(noise)
+    (real, labels), (noise, gen_labels) = split_labels(real), split_labels(noise)
     real_label, fake_label = _targets(real)
     criterion = bce
 

@@ -2,6 +2,12 @@
 
 python scripts/train.py --strategy two_pass                      # MNIST through TFDS
 python scripts/train.py --strategy two_pass --data-dir ../shared/data/mnist   # offline
+python scripts/train.py --resume --workdir runs/latest --epochs 40           # train longer
+
+Every `TrainConfig` field is a flag, generated from the field (its type, default, choices and
+help). `--resume` continues the run in `--workdir` with its saved settings; flags given with it
+may change only the resumable ones (`--epochs`, `--log-every`, `--data-dir`, `--devices`,
+`--score-samples`), and any other that differs from the saved value is refused.
 """
 
 from __future__ import annotations
@@ -9,123 +15,137 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
+import typing
 import warnings
+from pathlib import Path
+from typing import Any
 
-from jaxgan.config import ConfigError, TrainConfig
-from jaxgan.data import DATA_DIR_ENV, DataError, DataUnavailableError
-from jaxgan.losses import LOSSES
-from jaxgan.models import MODELS
-from jaxgan.strategies import STRATEGIES
+from jaxgan.config import ConfigError, TrainConfig, resumable_settings
+from jaxgan.data import DataError, DataUnavailableError
 
 EXIT_BAD_SETTING = 2
 EXIT_NON_FINITE = 3
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value_type(hint: Any) -> type:
+    """The type a flag parses, from its field's annotation (`int | None` parses `int`)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value_type(inner)
+    if typing.get_origin(hint) is typing.Literal:
+        return type(args[0])
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field, from the field. A flag left out is absent from the
+    parsed namespace (not filled with its default), so that `--resume` knows what was given."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        kind = _value_type(hints[field.name])
+        default = field.metadata["none"] if field.default is None else field.default
+        help_text = f"{field.metadata['help']} (default: {default})"
+        if field.metadata["resumable"]:
+            help_text += "; may change on --resume"
+        if kind is bool:
+            parser.add_argument(
+                _flag(field.name), action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS, help=help_text,
+            )  # fmt: skip
+            continue
+        parser.add_argument(
+            _flag(field.name),
+            type=kind,
+            choices=field.metadata["choices"],
+            default=argparse.SUPPRESS,
+            metavar=None if field.metadata["choices"] else field.name.upper(),
+            help=help_text,
+        )
+
+
 def parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="train.py",
         description="Train a GAN on MNIST with one of jaxgan's gradient strategies.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    add_config_flags(p)
     p.add_argument(
-        "--strategy",
-        choices=list(STRATEGIES),
-        default=d.strategy,
-        help="which gradients G and D receive (see README)",
-    )
-    p.add_argument("--model", choices=list(MODELS), default=d.model)
-    p.add_argument("--loss", choices=sorted(LOSSES), default=d.loss)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+        "--lr", type=float, default=argparse.SUPPRESS, metavar="LR",
+        help="learning rate of both networks: sets --g-lr and --d-lr",
+    )  # fmt: skip
     p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="learning rate of both networks (overrides --g-lr and --d-lr)",
-    )
-    p.add_argument("--g-lr", type=float, default=d.g_lr)
-    p.add_argument("--d-lr", type=float, default=d.d_lr)
-    p.add_argument("--beta1", type=float, default=d.beta1)
-    p.add_argument("--beta2", type=float, default=d.beta2)
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    p.add_argument("--features", type=int, default=d.features, help="DCGAN base width")
+        "--workdir", default="runs/latest",
+        help="where config, metrics, TensorBoard events, samples and checkpoints go "
+        "(default: runs/latest)",
+    )  # fmt: skip
     p.add_argument(
-        "--conditional",
-        action="store_true",
-        help="class-conditional G and D; the sample grid has one row per digit",
-    )
-    p.add_argument(
-        "--pixel-range",
-        choices=["unit", "symmetric"],
-        default=d.pixel_range,
-        help="unit: [0, 1] images and a sigmoid G; symmetric: [-1, 1] and tanh",
-    )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(
-        "--workdir",
-        default="runs/latest",
-        help="where config, metrics, TensorBoard events, samples and checkpoints go",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --workdir from its newest checkpoint",
-    )
-    p.add_argument(
-        "--dataset",
-        default=d.dataset,
-        help="TFDS dataset when no --data-dir is given (mnist, fashion_mnist)",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help=f"folder of MNIST-format IDX files (default: ${DATA_DIR_ENV}, then TFDS)",
-    )
-    p.add_argument(
-        "--train-examples", type=int, default=None, help="train on the first N examples only"
-    )
-    p.add_argument(
-        "--log-every",
-        type=int,
-        default=d.log_every,
-        help="steps per device dispatch; metrics are fetched and logged this often",
-    )
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=None,
-        help="devices to split each batch over (default: all); batch-size is the global batch",
-    )
-    p.add_argument(
-        "--bn-stats",
-        choices=["global", "per_device"],
-        default=d.bn_stats,
-        help="BatchNorm statistics over the global batch (SyncBatchNorm) or per device (DDP)",
-    )
+        "--resume", action="store_true",
+        help="continue the run in --workdir from its newest checkpoint, with its saved settings",
+    )  # fmt: skip
     multi = p.add_argument_group("multi-process runs (every process runs the same command)")
-    multi.add_argument("--coordinator-address", default=None, help="host:port of process 0")
-    multi.add_argument("--num-processes", type=int, default=None)
-    multi.add_argument("--process-id", type=int, default=None)
+    multi.add_argument("--coordinator-address", help="host:port of process 0 (default: none)")
+    multi.add_argument("--num-processes", type=int, help="processes in all (default: none)")
+    multi.add_argument("--process-id", type=int, help="this process, 0-based (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The `TrainConfig` settings the command line gave (`--lr` sets both learning rates)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if "lr" in args:
+        given["g_lr"] = given["d_lr"] = args.lr
+    return given
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The `TrainConfig` the command line describes."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields}
-    if args.lr is not None:
-        values["g_lr"] = values["d_lr"] = args.lr
-    return TrainConfig(**values)
+    """The `TrainConfig` of the command line: the run saved in `--workdir` when resuming, with
+    the given resumable settings applied; otherwise the defaults with the given settings.
+
+    Raises:
+      ConfigError: resuming with a given setting that differs from the saved one and may not
+        change (the message names each, with both values), or a bad saved `config.json`.
+    """
+    given = given_settings(args)
+    if not args.resume:
+        return TrainConfig(**given)
+    path = Path(args.workdir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume given but {args.workdir} holds no run to resume")
+    saved = TrainConfig.load(path)
+    resumable = resumable_settings()
+    refused = [
+        f"--{name.replace('_', '-')}: saved {getattr(saved, name)!r}, given {value!r}"
+        for name, value in given.items()
+        if name not in resumable and value != getattr(saved, name)
+    ]
+    if refused:
+        raise ConfigError(
+            f"cannot resume the run in {args.workdir} with different settings ({'; '.join(refused)}"
+            f"); a resumed run may change only {', '.join(_flag(n) for n in resumable)}"
+        )
+    return dataclasses.replace(saved, **given)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0, or why it stopped)."""
+def main(argv: list[str] | None = None, *, sample_scorer=None) -> int:
+    """Runs the CLI; returns the exit status (0, or why it stopped).
+
+    Args:
+      argv: the arguments (default: the process's).
+      sample_scorer: what scores each epoch's samples (see `jaxgan.train.train`); `None`
+        scores with the dataset's classifier when there is one.
+    """
     args = parser().parse_args(argv)
-    config = config_from_args(args)
     try:
+        config = config_from_args(args)
         config.validate()
     except ConfigError as e:
         return _fail(f"invalid setting: {e}", EXIT_BAD_SETTING)
@@ -142,13 +162,17 @@ def main(argv: list[str] | None = None) -> int:
 
         initialize(*multi)  # before any JAX computation
 
-    from jaxgan.train import Interrupted, NonFiniteLossError, train  # jax starts only here
+    from jaxgan.quality import classifier_scorer  # jax starts only here
+    from jaxgan.train import Interrupted, NonFiniteLossError, train
 
+    if sample_scorer is None and config.score_samples:
+        sample_scorer = classifier_scorer(config.dataset)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = _show_warning
-            train(config, args.workdir, resume=args.resume, progress=not args.no_progress)
+            train(config, args.workdir, resume=args.resume, progress=not args.no_progress,
+                  sample_scorer=sample_scorer)  # fmt: skip
     except ConfigError as e:
         return _fail(f"invalid setting: {e}", EXIT_BAD_SETTING)
     except (DataUnavailableError, DataError, FileNotFoundError) as e:

@@ -1,4 +1,8 @@
-"""The one typed object that describes a training run, with its validation."""
+"""The one typed object that describes a training run, with its validation.
+
+Every setting is declared once, as a `TrainConfig` field with its default, its allowed values
+and a one-line help; the command line (`jaxgan.cli`) is generated from these fields.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,38 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from jaxgan.data import DATASETS, NUM_CLASSES
+from jaxgan.distributed import BN_STATS
 from jaxgan.losses import LOSSES
-from jaxgan.models import MODELS
+from jaxgan.models import BN_EPSILON, MODELS, PIXEL_RANGES, PixelRange
 from jaxgan.strategies import STRATEGIES
 
-NUM_CLASSES = 10  # MNIST's digits; conditional models are built for this many classes
 # Fewer updates per epoch than this earns a warning: the notes' batch=10000 slip made 6.
 FEW_UPDATES_PER_EPOCH = 100
-# Settings that may differ when a run is resumed: it can be extended or logged differently.
-# (With bn_stats="per_device" the device count is part of the model; resume on as many.)
-RESUMABLE_CHANGES = ("epochs", "log_every", "data_dir", "devices")
+# What a saved config that predates a setting was trained with: the MLP's BatchNorm epsilon
+# was PyTorch-GAN's 0.8 until it became PyTorch's default.
+_LEGACY_DEFAULTS = {"bn_epsilon": lambda fields: 0.8 if fields.get("model") == "mlp" else 1e-5}
 
 
 class ConfigError(ValueError):
     """A setting makes no sense; the message names it and what it may be."""
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    none: str | None = None,
+    resumable: bool = False,
+) -> Any:
+    """A `TrainConfig` field: its default, a one-line help, its allowed values (if a choice),
+    what a `None` default means, and whether a resumed run may change it (it does not change
+    what the run computes)."""
+    metadata = {"help": help, "choices": choices, "none": none, "resumable": resumable}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,27 +52,67 @@ class TrainConfig:
     The run command for the notes' setting is `python scripts/train.py --strategy two_pass`.
     """
 
-    strategy: str = "two_pass"  # which gradients each network receives (jaxgan.STRATEGIES)
-    model: str = "mlp"  # "mlp" (the notes' network) or "dcgan"
-    loss: str = "bce"  # "bce" (sigmoid + PyTorch's BCELoss) or "bce_logits" (stable)
-    dataset: str = "mnist"  # TFDS name, used when no data_dir is given
-    data_dir: str | None = None  # folder of IDX files; None: $JAXGAN_DATA_DIR, then TFDS
-    train_examples: int | None = None  # train on the first N examples only (None: all)
-    pixel_range: Literal["unit", "symmetric"] = "unit"  # [0, 1] + sigmoid G, or [-1, 1] + tanh
-    epochs: int = 20  # passes over the training set
-    batch_size: int = 64  # images per update; the last partial batch of an epoch is dropped
-    g_lr: float = 2e-4  # generator Adam learning rate
-    d_lr: float = 2e-4  # discriminator Adam learning rate
-    beta1: float = 0.5  # Adam beta1, both networks
-    beta2: float = 0.999  # Adam beta2, both networks
-    latent_dim: int = 100  # size of the noise vector
-    features: int = 64  # DCGAN base width (ignored by the MLP)
-    seed: int = 0  # one seed decides initialization, data order and noise
-    log_every: int = 100  # steps per device dispatch; the host syncs and logs only here
-    conditional: bool = False  # class-conditional G(z, y) and D(x, y); one grid row per class
-    devices: int | None = None  # devices the batch is split over; None: all of them
-    bn_stats: Literal["global", "per_device"] = "global"  # BatchNorm statistics when sharded
-    num_samples: int | None = None  # images per sample grid; None: 8x8, or 10 per class
+    strategy: str = setting(
+        "two_pass", "which gradients G and D receive (README: the five strategies)",
+        choices=tuple(STRATEGIES),
+    )  # fmt: skip
+    model: str = setting(
+        "mlp", "the notes' MLP, or a DCGAN (transposed/strided convolutions)", choices=MODELS
+    )
+    loss: str = setting(
+        "bce", "bce: sigmoid + PyTorch's BCELoss exactly; bce_logits: the stable form on logits",
+        choices=tuple(LOSSES),
+    )  # fmt: skip
+    dataset: str = setting(
+        "mnist", "the dataset: through TFDS, or the one whose IDX files --data-dir holds",
+        choices=DATASETS,
+    )  # fmt: skip
+    data_dir: str | None = setting(
+        None, "folder of MNIST-format IDX files", none="$JAXGAN_DATA_DIR, else TFDS",
+        resumable=True,
+    )  # fmt: skip
+    train_examples: int | None = setting(
+        None, "train on the first N training examples only", none="all"
+    )
+    pixel_range: PixelRange = setting(
+        "unit", "unit: [0, 1] images and a sigmoid G; symmetric: [-1, 1] and tanh",
+        choices=PIXEL_RANGES,
+    )  # fmt: skip
+    epochs: int = setting(20, "passes over the training set", resumable=True)
+    batch_size: int = setting(64, "images per update; an epoch's last partial batch is dropped")
+    g_lr: float = setting(2e-4, "the generator's Adam learning rate")
+    d_lr: float = setting(2e-4, "the discriminator's Adam learning rate")
+    beta1: float = setting(0.5, "Adam's beta1, both networks")
+    beta2: float = setting(0.999, "Adam's beta2, both networks")
+    bn_epsilon: float = setting(
+        BN_EPSILON, "BatchNorm epsilon (PyTorch's default; PyTorch-GAN's gan.py runs the MLP "
+        "with 0.8: its BatchNorm1d(out_feat, 0.8) passes 0.8 as eps, not momentum)",
+    )  # fmt: skip
+    latent_dim: int = setting(100, "size of the noise vector")
+    features: int = setting(64, "the DCGAN's base width (the MLP ignores it)")
+    seed: int = setting(0, "decides initialization, data order and noise")
+    log_every: int = setting(
+        100, "steps per device dispatch; the host syncs and logs only here", resumable=True
+    )
+    conditional: bool = setting(
+        False, "class-conditional G(z, y) and D(x, y); one sample-grid row per class"
+    )
+    devices: int | None = setting(
+        None, "devices each batch is split over; batch_size is the global batch", none="all",
+        resumable=True,
+    )  # fmt: skip
+    bn_stats: Literal["global", "per_device"] = setting(
+        "global", "BatchNorm statistics of a split batch: over the global batch (SyncBatchNorm) "
+        "or per device (DDP)",
+        choices=BN_STATS,
+    )  # fmt: skip
+    num_samples: int | None = setting(
+        None, "images in each epoch's sample grid", none="8x8, or 10 per class if conditional"
+    )
+    score_samples: int = setting(
+        2000, "samples scored by the dataset's classifier after every epoch (0: off)",
+        resumable=True,
+    )  # fmt: skip
 
     def validate(self, num_examples: int | None = None) -> None:
         """Raises `ConfigError` naming the first setting that makes no sense.
@@ -60,17 +120,19 @@ class TrainConfig:
         Args:
           num_examples: size of the training set, when known, to check the batch size.
         """
-        _choice("strategy", self.strategy, list(STRATEGIES))
-        _choice("model", self.model, list(MODELS))
-        _choice("loss", self.loss, sorted(LOSSES))
-        _choice("pixel_range", self.pixel_range, ["unit", "symmetric"])
-        _choice("bn_stats", self.bn_stats, ["global", "per_device"])
+        for field in dataclasses.fields(self):
+            choices = field.metadata["choices"]
+            if choices is not None and getattr(self, field.name) not in choices:
+                raise ConfigError(
+                    f"{field.name} must be one of {list(choices)}, got "
+                    f"{getattr(self, field.name)!r}"
+                )
         if self.devices is not None and self.devices <= 0:
             raise ConfigError(f"devices must be a positive integer, got {self.devices}")
         for name in ("epochs", "batch_size", "latent_dim", "features", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("g_lr", "d_lr"):
+        for name in ("g_lr", "d_lr", "bn_epsilon"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("beta1", "beta2"):
@@ -78,6 +140,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.train_examples is not None and self.train_examples <= 0:
             raise ConfigError(f"train_examples must be positive, got {self.train_examples}")
+        if self.score_samples < 0 or self.score_samples == 1:
+            raise ConfigError(
+                f"score_samples must be 0 (off) or at least 2, got {self.score_samples}"
+            )
         n = self.grid_size
         if self.conditional and (n <= 0 or n % NUM_CLASSES):
             raise ConfigError(
@@ -124,19 +190,48 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
+        """The config a `to_json` text describes; settings it predates take the values the run
+        was trained with. Raises `ConfigError` for unknown settings (not a type check)."""
         fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise ConfigError(f"a saved config is a JSON object, got {type(fields).__name__}")
         unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown settings {sorted(unknown)} in a saved config")
+        for name, legacy in _LEGACY_DEFAULTS.items():
+            fields.setdefault(name, legacy(fields))
         return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Reads and validates a run's `config.json`.
+
+        Raises:
+          ConfigError: naming the file, when it is not valid JSON, holds unknown settings or a
+            setting that makes no sense (an unknown strategy or model, say).
+        """
+        path = Path(path)
+        try:
+            config = cls.from_json(path.read_text())
+            config.validate()
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON ({e}); it is not a config this "
+                              f"program wrote, or it was cut short") from e  # fmt: skip
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{path}: {e}") from e
+        return config
+
+    def changed_settings(self, other: TrainConfig) -> list[str]:
+        """The settings that differ from `other`'s and that a resumed run may not change."""
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if not f.metadata["resumable"] and getattr(self, f.name) != getattr(other, f.name)
+        ]
 
     def check_resumable_from(self, saved: TrainConfig, path: Path) -> None:
         """Fails when resuming would silently change what the run computes."""
-        changed = [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name not in RESUMABLE_CHANGES and getattr(self, f.name) != getattr(saved, f.name)
-        ]
+        changed = self.changed_settings(saved)
         if changed:
             diffs = ", ".join(
                 f"{n}: saved {getattr(saved, n)!r}, now {getattr(self, n)!r}" for n in changed
@@ -147,6 +242,6 @@ class TrainConfig:
             )
 
 
-def _choice(name: str, value: str, allowed: list[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+def resumable_settings() -> tuple[str, ...]:
+    """The settings a resumed run may change (`setting(..., resumable=True)`)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"])

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 DATA_DIR_ENV = "JAXGAN_DATA_DIR"
+NUM_CLASSES = 10  # every MNIST-format dataset: ten classes, labels 0..9
 Split = Literal["train", "test"]
 PixelRange = Literal["unit", "symmetric"]
 
@@ -40,6 +41,7 @@ TFDS_DOWNLOAD_HOSTS = {
     "mnist": "storage.googleapis.com",
     "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
 }
+DATASETS = tuple(TFDS_DOWNLOAD_HOSTS)  # the datasets jaxgan knows by name
 
 
 class DataError(ValueError):

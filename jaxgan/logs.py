@@ -24,13 +24,12 @@ class MetricsLog:
         workdir = Path(workdir)
         self.path = workdir / "metrics.jsonl"
         if start_step and self.path.exists():
-            kept = [r for r in read_metrics(self.path) if r["step"] <= start_step]
+            kept = [r for r in read_metrics(self.path, None) if r["step"] <= start_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif not start_step:
             self.path.write_text("")
-        self._tb = SummaryWriter(
-            str(workdir / "tensorboard"), purge_step=start_step + 1 if start_step else None
-        )
+        # Events after start_step (from a crashed run, or one that never saved) are purged.
+        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
 
     def write(self, step: int, scalars: dict[str, float], **fields) -> None:
         """Logs `scalars` at `step`; `fields` (epoch, ...) go to the JSON record only."""
@@ -43,10 +42,12 @@ class MetricsLog:
         self._tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a `metrics.jsonl`, in order."""
+def read_metrics(path: str | Path, key: str | None = "g_loss") -> list[dict]:
+    """The records of a `metrics.jsonl` that hold `key`, in order: by default the training
+    records (losses, D outputs, speed), without the epochs' sample scores; `None`: all."""
     with Path(path).open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if key is None or key in r]
 
 
 def image_grid(

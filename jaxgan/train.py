@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,17 +25,20 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from jaxgan.checkpoint import Checkpointer
-from jaxgan.config import NUM_CLASSES, ConfigError, TrainConfig
-from jaxgan.data import Dataset, load_dataset
+from jaxgan.checkpoint import Checkpointer, saved_steps
+from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.data import NUM_CLASSES, Dataset, load_dataset
 from jaxgan.distributed import DataParallel, to_host
 from jaxgan.generate import generate
 from jaxgan.logs import MetricsLog, plot_losses, save_grid
-from jaxgan.models import make_models
+from jaxgan.models import OUTPUTS, make_models, to_unit_range
 from jaxgan.state import GANState, adam, create_state
 from jaxgan.strategies import Batch, StepFn, make_train_step
 
 KEY_NAMES = ("init", "data", "noise", "sample")
+# Scores a set of generated images in [0, 1], `float32[N, 28, 28, 1]`, as named scalars.
+SampleScorer = Callable[[np.ndarray], dict[str, float]]
+_SHORT = {"classifier_score": "score", "classes_covered": "classes"}  # progress-bar names
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -57,11 +61,11 @@ class Run:
     @classmethod
     def build(cls, config: TrainConfig, num_devices: int = 1) -> Run:
         """The run's modules and step; `num_devices` matters only to per-device BatchNorm."""
-        output = "sigmoid" if config.pixel_range == "unit" else "tanh"
         G, D = make_models(
             config.model,
             latent_dim=config.latent_dim,
-            output=output,
+            output=OUTPUTS[config.pixel_range],
+            bn_epsilon=config.bn_epsilon,
             features=config.features,
             num_classes=config.num_classes,
             bn_groups=num_devices if config.bn_stats == "per_device" else 1,
@@ -89,27 +93,34 @@ def load_run(workdir: str | Path, step: int | None = None) -> tuple[TrainConfig,
     Args:
       workdir: a folder `train` wrote: its `config.json` rebuilds the networks and the
         checkpoint fills in the state.
-      step: which checkpoint (see `Checkpointer.latest_step`); `None` for the newest.
+      step: which checkpoint (see `Checkpointer.all_steps`); `None` for the newest that reads
+        back whole (a damaged newer one is set aside with a warning).
 
     Returns:
       `(config, run, state)`; `run.generate(state, noise)` samples the generator.
 
     Raises:
       FileNotFoundError: the folder holds no run, or no checkpoint at `step`.
+      ConfigError: its `config.json` is not a valid config (the message names the file).
     """
     config_path = Path(workdir) / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{workdir} holds no training run (no config.json)")
-    config = TrainConfig.from_json(config_path.read_text())
+    config = TrainConfig.load(config_path)
     run = Run.build(config)
     keys = run_keys(config.seed)
+    like = run.init_state(keys["init"])
     checkpoints = Checkpointer(workdir)
     try:
         saved = checkpoints.all_steps()
-        if not saved or (step is not None and step not in saved):
-            wanted = "no checkpoint" if step is None else f"no checkpoint at step {step}"
-            raise FileNotFoundError(f"{checkpoints.directory} holds {wanted} (saved: {saved})")
-        state, _, _ = checkpoints.restore(run.init_state(keys["init"]), keys, step)
+        if step is None:
+            state, _, _ = checkpoints.restore_newest_good(like, keys)
+        elif step in saved:
+            state, _, _ = checkpoints.restore(like, keys, step)
+        else:
+            raise FileNotFoundError(
+                f"{checkpoints.directory} holds no checkpoint at step {step} (saved: {saved})"
+            )
     finally:
         checkpoints.close()
     return config, run, state
@@ -207,17 +218,27 @@ def train(
     resume: bool = False,
     dataset: Dataset | None = None,
     progress: bool = True,
+    sample_scorer: SampleScorer | None = None,
 ) -> GANState:
     """Trains a GAN as `config` says, writing logs, samples and checkpoints to `workdir`.
+
+    Nothing is written to `workdir` until the data has loaded and every setting has been
+    checked, so a run that fails to start leaves the folder as it was. A folder that holds a
+    `config.json` but no checkpoint (a run that stopped before its first one) counts as empty.
 
     Args:
       config: the run's settings; validated before anything is computed.
       workdir: output folder: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/`,
         `checkpoints/`, and `losses.png` at the end.
-      resume: continue from the newest checkpoint in `workdir` (its config must match, except
-        for `epochs`, `log_every` and `data_dir`); without it a non-empty workdir is an error.
+      resume: continue from the newest checkpoint in `workdir`; `config` may differ from the
+        saved one only in the settings marked resumable (`epochs`, `log_every`, `data_dir`,
+        `devices`, `score_samples`), and in `devices` only with `bn_stats="global"`. Without
+        it, a workdir that holds a run is an error.
       dataset: the training set; `None` loads it as `config.dataset`/`config.data_dir` say.
       progress: show a progress bar.
+      sample_scorer: scores `config.score_samples` images drawn after every epoch (for example
+        the classifier score); its values go to `metrics.jsonl`, TensorBoard and the progress
+        bar. `None`: no scoring.
 
     Returns:
       The final state.
@@ -238,7 +259,7 @@ def train(
             f"batch_size {config.batch_size} does not split evenly over {dp.size} devices; "
             f"use a multiple of {dp.size}"
         )
-    _prepare_workdir(config, workdir, resume, dp.is_main)
+    saved = _check_workdir(config, workdir, resume)
     if dataset is None:
         dataset = load_dataset(config.dataset, "train", config.data_dir)
     if config.train_examples is not None:
@@ -255,43 +276,75 @@ def train(
     keys = run_keys(config.seed)
     state, keys = dp.replicate((run.init_state(keys["init"]), keys))
     checkpoints = Checkpointer(workdir)
-    if resume and checkpoints.latest_step() is not None:
-        state, keys, _ = checkpoints.restore(state, keys)
-
-    loop = _Loop(run, dp, keys, dataset, checkpoints, workdir, int(state.step), progress)
     try:
-        with _StopOnInterrupt() as interrupt:
-            state = loop.train_epochs(state, interrupt)
+        if saved:
+            try:
+                state, keys, record = checkpoints.restore_newest_good(state, keys, set_aside=True)
+            except FileNotFoundError as e:
+                raise ConfigError(f"cannot resume the run in {workdir}: {e}") from e
+            _check_devices(config, record, dp.size, workdir)
+        _write_config(config, workdir, dp.is_main)
+        loop = _Loop(run, dp, keys, dataset, checkpoints, workdir, int(state.step), progress,
+                     sample_scorer)  # fmt: skip
+        try:
+            with _StopOnInterrupt() as interrupt:
+                state = loop.train_epochs(state, interrupt)
+        finally:
+            loop.close()
     finally:
-        loop.close()
+        checkpoints.close()
     if dp.is_main:
         title = f"{config.model} / {config.strategy}"
         plot_losses(workdir / "metrics.jsonl", workdir / "losses.png", title)
     return state
 
 
-def _prepare_workdir(config: TrainConfig, workdir: Path, resume: bool, is_main: bool) -> None:
+def _check_workdir(config: TrainConfig, workdir: Path, resume: bool) -> bool:
+    """Checks that `workdir` may hold this run, writing nothing; returns whether to resume."""
     config_path = workdir / "config.json"
-    if config_path.exists():
-        if not resume:
-            raise ConfigError(
-                f"{workdir} already holds a run; pass --resume to continue it or choose "
-                f"another --workdir"
-            )
-        config.check_resumable_from(TrainConfig.from_json(config_path.read_text()), workdir)
-    elif resume:
-        raise ConfigError(f"--resume given but {workdir} holds no run to resume")
-    if jax.process_count() > 1:  # every process checks before the main one writes
+    has_run = config_path.exists() and bool(saved_steps(workdir))
+    if has_run and not resume:
+        raise ConfigError(
+            f"{workdir} already holds a run; pass --resume to continue it or choose another "
+            f"--workdir"
+        )
+    if resume and not has_run:
+        raise ConfigError(f"--resume given but {workdir} holds no run to resume (no checkpoint)")
+    if has_run:
+        config.check_resumable_from(TrainConfig.load(config_path), workdir)
+    elif config_path.exists():
+        warnings.warn(
+            f"{workdir} holds a config.json but no checkpoint (a run that stopped before its "
+            f"first one); starting a new run there",
+            stacklevel=3,
+        )
+    return has_run
+
+
+def _check_devices(config: TrainConfig, record: dict, num_devices: int, workdir: Path) -> None:
+    """Per-device BatchNorm statistics depend on the device count: it may not change."""
+    saved = record.get("devices", num_devices)
+    if config.bn_stats == "per_device" and saved != num_devices:
+        raise ConfigError(
+            f"cannot resume the run in {workdir} on {num_devices} devices: it was trained on "
+            f"{saved} with bn_stats='per_device', where the device count decides the BatchNorm "
+            f"statistics; resume it on {saved} devices"
+        )
+
+
+def _write_config(config: TrainConfig, workdir: Path, is_main: bool) -> None:
+    if jax.process_count() > 1:  # every process has checked before the main one writes
         multihost_utils.sync_global_devices("jaxgan: workdir checked")
     if is_main:
         workdir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config.to_json())
+        (workdir / "config.json").write_text(config.to_json())
 
 
 class _Loop:
-    """One run's epochs: dispatches, logging, sample grids and checkpoints."""
+    """One run's epochs: dispatches, logging, sample grids, scores and checkpoints."""
 
-    def __init__(self, run, dp, keys, dataset, checkpoints, workdir, start_step, progress):
+    def __init__(self, run, dp, keys, dataset, checkpoints, workdir, start_step, progress,
+                 sample_scorer):  # fmt: skip
         config = run.config
         self.run, self.dp, self.config, self.keys = run, dp, config, keys
         self.checkpoints, self.workdir = checkpoints, workdir
@@ -301,6 +354,11 @@ class _Loop:
         self.run_chunk = make_chunk_runner(run.step_fn, config, dp)
         self.order = jax.jit(epoch_order, static_argnums=2, out_shardings=dp.replicated)
         self.sample_noise = dp.replicate(grid_noise(config, keys["sample"]))
+        self.scorer = sample_scorer if config.score_samples and dp.is_main else None
+        if self.scorer:
+            self.score_noise = to_host(score_noise(config, keys["sample"]))
+            self.generate = jax.jit(run.generate)  # on the host's default device
+        self.scores: dict[str, float] = {}
         # Logs, images and the progress bar come from the main process only.
         self.log = MetricsLog(workdir, start_step=start_step) if dp.is_main else None
         self.bar = tqdm(
@@ -348,9 +406,14 @@ class _Loop:
         if self.log:
             self.log.write(first_step + length, means, epoch=epoch + 1, steps_per_sec=rate)
         self.bar.update(length)
-        postfix = {"epoch": epoch + 1, "g_loss": means["g_loss"], "d_loss": means["d_loss"]}
-        self.bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"})
+        self._show(epoch=epoch + 1, g_loss=means["g_loss"], d_loss=means["d_loss"],
+                   rate=f"{rate:.0f}")  # fmt: skip
         return state
+
+    def _show(self, epoch, g_loss, d_loss, rate):
+        postfix = {"epoch": epoch, "g_loss": g_loss, "d_loss": d_loss, "steps/s": rate}
+        scores = {_SHORT.get(k, k): f"{v:.3g}" for k, v in self.scores.items()}
+        self.bar.set_postfix({**postfix, **scores})
 
     def _end_epoch(self, state, epoch):
         if self.dp.is_main:
@@ -358,16 +421,37 @@ class _Loop:
             path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
             rows = NUM_CLASSES if self.config.conditional else None
             save_grid(samples, path, self.config.pixel_range, rows=rows)
+        if self.scorer:
+            self._score(state, epoch)
         self._save(state, epoch, 0)
 
+    def _score(self, state, epoch):
+        started = time.perf_counter()
+        images = self.generate(to_host(state), self.score_noise)
+        images = np.clip(np.asarray(to_unit_range(images, self.config.pixel_range)), 0, 1)
+        self.scores = self.scorer(images)
+        seconds = time.perf_counter() - started
+        scalars = {f"sample_{name}": value for name, value in self.scores.items()}
+        step = epoch * self.steps_per_epoch
+        self.log.write(step, scalars, epoch=epoch, score_seconds=seconds)
+
     def _save(self, state, epoch, position):
-        self.checkpoints.save(state, self.keys, {"epoch": epoch, "position": position})
+        record = {"epoch": epoch, "position": position, "devices": self.dp.size}
+        self.checkpoints.save(state, self.keys, record)
 
     def close(self):
         self.bar.close()
         if self.log:
             self.log.close()
-        self.checkpoints.close()
+
+
+def score_noise(config: TrainConfig, sample_key: jax.Array) -> Batch:
+    """The fixed noise of the samples scored after every epoch; conditional: balanced labels."""
+    key = jax.random.fold_in(sample_key, 1)  # apart from the grid's noise
+    z = jax.random.normal(key, (config.score_samples, config.latent_dim))
+    if not config.conditional:
+        return z
+    return z, jnp.arange(config.score_samples) % NUM_CLASSES
 
 
 def _check_finite(metrics: dict[str, np.ndarray], first_step: int, checkpoints) -> None:

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.checkpoint / "config.json").is_file():
         return _fail(f"{args.checkpoint} holds no training run (no config.json)")
 
+    from jaxgan.config import ConfigError
     from jaxgan.evaluation import Evaluator, evaluate_run, format_result  # jax starts here
 
     try:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             num_samples=args.num_samples,
             seed=args.seed,
         )
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         return _fail(str(e))
     result["num_test_images"] = len(evaluator.test_features)
     print(f"{args.checkpoint} at step {result['step']}: {args.num_samples} samples against "

@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     import jax  # jax starts here
 
     import jaxgan
+    from jaxgan.config import ConfigError
     from jaxgan.logs import save_grid
     from jaxgan.train import load_run
 
     try:
         config, run, state = load_run(args.run_dir, args.step)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         return _fail(f"--step: {e}" if args.step is not None else str(e))
     labels, rows = None, None
     if not config.conditional:

@@ -1,8 +1,10 @@
 """The training application end to end on a slice of real MNIST: outputs, resume, interrupt,
 divergence and bad settings."""
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import jaxgan.data
 import jaxgan.train
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.cli import main
@@ -51,8 +54,13 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "steps/s" in err and "g_loss" in err  # the progress bar shows losses and speed
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [5, 10, 15, 20]
-    assert all(np.isfinite(r[k]) for r in records for k in ("g_loss", "d_loss", "d_real"))
+    losses, scores = records[:-1], records[-1]
+    assert [r["step"] for r in losses] == [5, 10, 15, 20]
+    assert all(np.isfinite(r[k]) for r in losses for k in ("g_loss", "d_loss", "d_real"))
+    # The epoch's 2,000 samples, scored by the MNIST classifier (1: one class; 10: the most).
+    assert scores["step"] == 20 and scores["epoch"] == 1
+    assert 1 <= scores["sample_classifier_score"] <= 10
+    assert scores["sample_classes_covered"] in range(1, 11)
     grid = np.asarray(Image.open(workdir / "samples" / "epoch_0001.png"))
     assert grid.shape == (8 * 28, 8 * 28) and grid.dtype == np.uint8 and grid.std() > 0
     assert Image.open(workdir / "losses.png").size[0] > 0
@@ -63,6 +71,7 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
     events = EventAccumulator(str(workdir / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("g_loss")] == [5, 10, 15, 20]
+    assert [e.step for e in events.Scalars("sample_classifier_score")] == [20]
 
 
 def test_resume_reaches_the_uninterrupted_parameters_bit_for_bit(mnist_train, tmp_path):
@@ -143,7 +152,7 @@ def test_settings_that_make_no_sense_fail_before_training(mnist_dir, tmp_path, c
                    str(workdir), *args])  # fmt: skip
     assert status == 2
     assert message in capsys.readouterr().err
-    assert not (workdir / "checkpoints").exists()
+    assert not workdir.exists()  # a failed start leaves nothing that blocks the retry
 
 
 def test_unknown_strategy_is_refused_with_the_choices(capsys):
@@ -178,7 +187,7 @@ def test_data_unavailable_is_a_clean_cli_error(tmp_path, capsys, monkeypatch):
     status = main(["--data-dir", str(tmp_path / "missing"), "--workdir", str(tmp_path / "w")])
     assert status == 2
     assert "does not exist" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == ["w"]
+    assert os.listdir(tmp_path) == []
 
 
 def test_conditional_run_draws_one_grid_row_per_class(mnist_train, tmp_path):
@@ -189,3 +198,137 @@ def test_conditional_run_draws_one_grid_row_per_class(mnist_train, tmp_path):
     assert "projection" in state.d_params
     with pytest.raises(ConfigError, match="multiple of 10"):
         small(conditional=True, num_samples=64).validate()
+
+
+def test_readme_commands_in_order_offline_then_with_the_data_dir(mnist_dir, tmp_path, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    # A new user without internet: the first command fails fast and writes nothing, so the
+    # second one, with the IDX files, trains into the same default workdir.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JAXGAN_DATA_DIR", raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # no cached MNIST
+    monkeypatch.setattr(jaxgan.data, "_host_reachable", lambda host, timeout: False)
+    assert main(["--strategy", "two_pass"]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    status = main(["--strategy", "two_pass", "--data-dir", str(mnist_dir), "--train-examples",
+                   "640", "--epochs", "1", "--no-progress"])  # fmt: skip
+    assert status == 0
+    assert Checkpointer(tmp_path / "runs" / "latest").latest_step() == 10
+
+
+def test_a_config_without_a_checkpoint_counts_as_an_empty_workdir(mnist_dir, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(small(strategy="d_first").to_json())  # never trained
+    status = main(["--data-dir", str(mnist_dir), "--train-examples", "640", "--epochs", "1",
+                   "--no-progress", "--workdir", str(workdir)])  # fmt: skip
+    assert status == 0
+    assert "holds a config.json but no checkpoint" in capsys.readouterr().err
+    assert TrainConfig.load(workdir / "config.json").strategy == "two_pass"
+    assert Checkpointer(workdir).latest_step() == 10
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir, mnist_train, tmp_path_factory):
+    """A two-epoch run with settings far from the defaults; checkpoints at steps 10 and 20."""
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    config = small(strategy="d_first", g_lr=1e-4, bn_epsilon=0.8, seed=3, log_every=5,
+                   data_dir=str(mnist_dir))  # fmt: skip
+    run(config, workdir, mnist_train)
+    return workdir
+
+
+def _copy(trained, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    return workdir
+
+
+def test_resume_continues_with_the_saved_settings(trained, tmp_path, capsys):
+    workdir = _copy(trained, tmp_path)
+    status = main(["--resume", "--workdir", str(workdir), "--epochs", "3", "--no-progress"])
+    assert status == 0, capsys.readouterr().err
+    config = TrainConfig.load(workdir / "config.json")
+    assert (config.strategy, config.g_lr, config.bn_epsilon, config.seed) == ("d_first", 1e-4,
+                                                                              0.8, 3)  # fmt: skip
+    assert config.epochs == 3 and Checkpointer(workdir).latest_step() == 30
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--strategy", "two_pass"], "--strategy: saved 'd_first', given 'two_pass'"),
+        (["--lr", "2e-4"], "--g-lr: saved 0.0001, given 0.0002"),
+        (["--bn-epsilon", "1e-5", "--seed", "0"], "--bn-epsilon: saved 0.8, given 1e-05; "
+                                                  "--seed: saved 3, given 0"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_a_setting_that_would_change_the_run(trained, tmp_path, capsys, flags,
+                                                            message):  # fmt: skip
+    workdir = _copy(trained, tmp_path)
+    assert main(["--resume", "--workdir", str(workdir), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--epochs" in err  # names what may change instead
+    assert Checkpointer(workdir).latest_step() == 20
+
+
+def _set_record_devices(workdir, step, devices):
+    path = workdir / "checkpoints" / str(step) / "record" / "metadata"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "devices": devices}))
+
+
+@pytest.mark.parametrize("bn_stats", ["global", "per_device"])
+def test_the_device_count_may_change_on_resume_only_with_global_batchnorm(
+    mnist_train, tmp_path, bn_stats
+):
+    config = small(epochs=1, bn_stats=bn_stats)
+    run(config, tmp_path, mnist_train)
+    _set_record_devices(tmp_path, 10, 2)  # as if trained on 2 devices; this machine has 1
+    longer = dataclasses.replace(config, epochs=2)
+    if bn_stats == "global":  # SyncBatchNorm statistics: the same on any device count
+        assert int(run(longer, tmp_path, mnist_train, resume=True).step) == 20
+    else:
+        with pytest.raises(ConfigError, match="on 1 devices: it was trained on 2 with bn_stats"):
+            run(longer, tmp_path, mnist_train, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_checkpoint_cut_short_resumes_from_the_one_before(trained, mnist_train, tmp_path,
+                                                            damage):  # fmt: skip
+    workdir = _copy(trained, tmp_path)
+    data = [p for p in (workdir / "checkpoints" / "20").rglob("*") if p.is_file()]
+    for path in data:
+        if damage == "truncate" and path.parent.name == "d":  # the arrays' data files
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        elif damage == "delete" and path.name == "manifest.ocdbt":
+            path.unlink()
+    config = TrainConfig.load(workdir / "config.json")
+    with pytest.warns(UserWarning) as caught:
+        state = train(dataclasses.replace(config, epochs=3), workdir, dataset=mnist_train,
+                      resume=True, progress=False)  # fmt: skip
+    [damaged] = [str(w.message) for w in caught if "cannot read back" in str(w.message)]
+    assert "step 20" in damaged and "using step 10 instead" in damaged
+    assert (workdir / "damaged_checkpoints" / "20").is_dir()
+    assert int(state.step) == 30 and Checkpointer(workdir).all_steps() == [20, 30]
+    # The damage cost one epoch, not the result: the same parameters as never interrupted.
+    full = run(dataclasses.replace(config, epochs=3), tmp_path / "full", mnist_train)
+    chex.assert_trees_all_equal(state, full)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"strategy": "two_pass", "epochs": ', "is not valid JSON"),
+        ('{"strategy": "simultaneous"}', "strategy must be one of"),
+        ('{"model": "resnet"}', "model must be one of"),
+    ],
+)
+def test_a_damaged_config_stops_with_a_message_naming_the_file(trained, tmp_path, capsys, text,
+                                                               message):  # fmt: skip
+    workdir = _copy(trained, tmp_path)
+    (workdir / "config.json").write_text(text)
+    assert main(["--resume", "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert str(workdir / "config.json") in err and message in err and "Traceback" not in err

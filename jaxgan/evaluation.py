@@ -13,6 +13,7 @@ accuracy on the drawn training images with their true labels.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import operator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ class Evaluator:
         self.classifier = classifier or load_classifier()
         self.test_features, _ = metrics.features(test_images, self.classifier)
         self.metric_kwargs = metric_kwargs
+        # Names the test images, for caches of scores computed against them.
+        digest = hashlib.sha256(np.ascontiguousarray(test_images).tobytes()).hexdigest()[:16]
+        self.fingerprint = f"{len(test_images)} images, sha256 {digest}"
 
     def score(self, images: np.ndarray, seed: int = 0, labels: np.ndarray | None = None) -> Scores:
         """Every metric of `images` (`uint8`, or float in `[0, 1]`); `seed` seeds KID.

@@ -34,13 +34,14 @@ RANGES = {
 
 def setup(study: Study, results: dict[str, Any], cells: Cells) -> list[str]:
     """The 'what was run, and why' section."""
-    steps = 60_000 // study.batch_size
+    train_examples = results["train_examples"]
+    steps = train_examples // study.batch_size
     lines = [
         "## What was run, and why",
         "",
-        f"Every run trains on the 60,000 MNIST training images in batches of "
+        f"Every run trains on {train_examples:,} MNIST training images in batches of "
         f"{study.batch_size} ({steps} updates per epoch) with Adam(2e-4, betas (0.5, 0.999)) for "
-        f"both networks and the notes' BCE loss, through `jaxgan.cli.main`, the code of "
+        f"both networks and the notes' BCE loss, through `jaxgan.train.train`, the loop of "
         f"`scripts/train.py`; each (group, strategy) is trained once per seed "
         f"({', '.join(map(str, study.seeds))}), and a seed fixes initialization, data order and "
         f"noise. The groups:",

@@ -1,12 +1,13 @@
 """The strategy study: train every (model, strategy, seed) through the CLI, score each run.
 
 A study is a list of `Group`s (a model, a pixel range, a number of epochs and the strategies to
-train) crossed with the seeds. Each run is trained by `jaxgan.cli.main`, the code path of
+train) crossed with the seeds. Each run is trained by `jaxgan.train.train`, the loop of
 `scripts/train.py`, into `<out>/<model>-<pixel range>/<strategy>/seed<k>`; a run that is already
 complete there is kept, and one that stopped early is resumed (a resumed run computes exactly
 what an uninterrupted one does). Each final checkpoint is scored once with `jaxgan.evaluation`
-and the scores are cached in the run's folder as `evaluation_step<N>.json`, so rerunning the
-study only does the work still missing.
+and the scores are cached in the run's folder as `evaluation_step<N>.json`, keyed by everything
+they depend on (step, sample count, seed and the test images), so rerunning the study only does
+the work still missing.
 `jaxgan.report` turns the results into the report.
 """
 
@@ -19,11 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from jaxgan import cli
-from jaxgan.checkpoint import Checkpointer
+from jaxgan.checkpoint import saved_steps
+from jaxgan.config import TrainConfig
+from jaxgan.data import Dataset
 from jaxgan.evaluation import Evaluator, evaluate_run
 from jaxgan.logs import read_metrics
+from jaxgan.models import BN_EPSILON, MODELS, PIXEL_RANGES
+from jaxgan.quality import classifier_scorer
 from jaxgan.strategies import STRATEGIES
+from jaxgan.train import train
 
 
 class StudyError(RuntimeError):
@@ -54,6 +59,10 @@ class Group:
             raise ValueError(f"a group is MODEL:PIXEL_RANGE:EPOCHS:STRATEGIES, got {spec!r}")
         model, pixel_range, epochs, strategies = parts
         names = list(STRATEGIES) if strategies == "all" else strategies.split(",")
+        if model not in MODELS:
+            raise ValueError(f"in group {spec!r}: model must be one of {list(MODELS)}")
+        if pixel_range not in PIXEL_RANGES:
+            raise ValueError(f"in group {spec!r}: pixel range must be one of {list(PIXEL_RANGES)}")
         unknown = [s for s in names if s not in STRATEGIES]
         if unknown or not epochs.isdigit() or int(epochs) < 1:
             raise ValueError(
@@ -81,6 +90,7 @@ class Study:
       seeds: every (group, strategy) is trained once per seed.
       batch_size: images per update, every run.
       features: the DCGAN's base width (the MLP ignores it).
+      bn_epsilon: every BatchNorm's epsilon.
       num_samples: generated images scored per run (and real ones for the reference).
       out: folder of the runs.
       data_dir: folder of the MNIST IDX files.
@@ -98,62 +108,71 @@ class Study:
     data_dir: str
     train_examples: int | None = None
     trend_groups: tuple[str, ...] = ()
+    bn_epsilon: float = BN_EPSILON
+    seed: int = 0  # seeds the scoring: noise, KID's subsets and the reference draw
 
     def workdir(self, group: Group, strategy: str, seed: int) -> Path:
         return self.out / group.name / strategy / f"seed{seed}"
 
-    def train_args(self, group: Group, strategy: str, seed: int) -> list[str]:
-        """The `scripts/train.py` arguments of one run."""
-        args = [
-            "--model", group.model, "--strategy", strategy, "--pixel-range", group.pixel_range,
-            "--epochs", str(group.epochs), "--batch-size", str(self.batch_size),
-            "--features", str(self.features), "--seed", str(seed), "--data-dir", self.data_dir,
-            "--workdir", str(self.workdir(group, strategy, seed)), "--no-progress",
-        ]  # fmt: skip
-        if self.train_examples is not None:
-            args += ["--train-examples", str(self.train_examples)]
-        return args
+    def train_size(self, train_set: Dataset) -> int:
+        """The training examples each run uses."""
+        return min(self.train_examples or len(train_set), len(train_set))
+
+    def config(self, group: Group, strategy: str, seed: int) -> TrainConfig:
+        """The training settings of one run; the rest are `TrainConfig`'s defaults."""
+        return TrainConfig(
+            model=group.model, strategy=strategy, pixel_range=group.pixel_range,
+            epochs=group.epochs, batch_size=self.batch_size, features=self.features,
+            bn_epsilon=self.bn_epsilon, seed=seed, data_dir=self.data_dir,
+            train_examples=self.train_examples,
+        )  # fmt: skip
 
 
-def ensure_trained(study: Study, group: Group, strategy: str, seed: int, target: int) -> bool:
-    """Trains one run through the CLI unless its folder already holds it complete.
+def ensure_trained(
+    study: Study, group: Group, strategy: str, seed: int, train_set: Dataset
+) -> bool:
+    """Trains one run with the training loop unless its folder already holds it complete.
 
     Args:
       study: the study.
       group, strategy, seed: which run.
-      target: its final step (`epochs * steps per epoch`).
+      train_set: the training images (all of them; `study.train_examples` takes the first N).
 
     Returns:
       Whether any training was done (`False`: the run was complete already).
 
     Raises:
-      StudyError: the folder holds a longer run, or the CLI failed (its message is printed).
+      StudyError: the folder holds a longer run.
+      ConfigError: the folder holds a run with other settings.
     """
     workdir = study.workdir(group, strategy, seed)
-    args = study.train_args(group, strategy, seed)
-    if (workdir / "config.json").exists():
-        latest = max(_saved_steps(workdir), default=0)
-        if latest == target:
-            return False
-        if latest > target:
-            raise StudyError(f"{workdir} holds a run of {latest} steps, more than {target}")
-        args.append("--resume")
-    print(f"training {workdir} ({'resumed' if '--resume' in args else 'new'})", flush=True)
-    status = cli.main(args)
-    if status != 0:
-        raise StudyError(f"training {workdir} failed (exit status {status})")
+    config = study.config(group, strategy, seed)
+    target = group.epochs * config.steps_per_epoch(study.train_size(train_set))
+    latest = max(saved_steps(workdir), default=0)
+    if latest == target:
+        return False
+    if latest > target:
+        raise StudyError(f"{workdir} holds a run of {latest} steps, more than {target}")
+    print(f"training {workdir} ({'resumed' if latest else 'new'})", flush=True)
+    train(config, workdir, resume=latest > 0, dataset=train_set, progress=False,
+          sample_scorer=classifier_scorer(config.dataset))  # fmt: skip
     return True
 
 
 def evaluation(study: Study, workdir: Path, evaluator: Evaluator, step: int) -> dict[str, Any]:
-    """`evaluate_run` of a run's checkpoint at `step`, cached in the run's folder."""
+    """`evaluate_run` of a run's checkpoint at `step`, cached in the run's folder under a key of
+    everything the scores depend on."""
     cache = workdir / f"evaluation_step{step}.json"
+    key = {"step": step, "num_samples": study.num_samples, "seed": study.seed,
+           "test_images": evaluator.fingerprint}  # fmt: skip
     if cache.exists():
         cached = json.loads(cache.read_text())
-        if cached["num_samples"] == study.num_samples and cached["step"] == step:
+        if cached.get("key") == key:
             return cached
     print(f"scoring {workdir} at step {step}", flush=True)
-    result = evaluate_run(workdir, evaluator, step=step, num_samples=study.num_samples)
+    result = evaluate_run(workdir, evaluator, step=step, num_samples=study.num_samples,
+                          seed=study.seed)  # fmt: skip
+    result["key"] = key
     cache.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -161,23 +180,17 @@ def evaluation(study: Study, workdir: Path, evaluator: Evaluator, step: int) -> 
 def reference(study: Study, evaluator: Evaluator, train_images: np.ndarray) -> dict[str, Any]:
     """The real-data reference (training images against test images), cached in `study.out`."""
     cache = study.out / "reference.json"
+    key = {"num_samples": study.num_samples, "seed": study.seed,
+           "test_images": evaluator.fingerprint, "train_images": len(train_images)}  # fmt: skip
     if cache.exists():
         cached = json.loads(cache.read_text())
-        if cached["num_samples"] == study.num_samples:
+        if cached.get("key") == key:
             return cached
-    scores = evaluator.reference(train_images, study.num_samples)
-    result = {"num_samples": study.num_samples, **dataclasses.asdict(scores)}
+    scores = evaluator.reference(train_images, study.num_samples, study.seed)
+    result = {"num_samples": study.num_samples, "key": key, **dataclasses.asdict(scores)}
     study.out.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1) + "\n")
     return result
-
-
-def _saved_steps(workdir: Path) -> list[int]:
-    checkpoints = Checkpointer(workdir)
-    try:
-        return checkpoints.all_steps()
-    finally:
-        checkpoints.close()
 
 
 def training_summary(workdir: Path) -> dict[str, float]:
@@ -197,27 +210,33 @@ def training_summary(workdir: Path) -> dict[str, float]:
     return summary
 
 
-def run_study(study: Study, train_images: np.ndarray, test_images: np.ndarray) -> dict[str, Any]:
+def run_study(study: Study, train_set: Dataset, test_images: np.ndarray) -> dict[str, Any]:
     """Trains what is missing, scores every run, and collects the results.
 
     Args:
       study: the study.
-      train_images: the MNIST training images (their count sets the steps per epoch, and the
-        reference draws from them).
+      train_set: the MNIST training set (its size, or `study.train_examples`, sets the steps
+        per epoch, and the reference draws from its images).
       test_images: the images every run is scored against.
 
     Returns:
-      `{"reference": ..., "runs": [...]}`; each run is a dict with `group`, `strategy`, `seed`,
-      `workdir`, `evaluation` (`evaluate_run`'s result), `previous` (the previous checkpoint's,
-      for trend groups) and `training` (`training_summary`).
+      `{"train_examples": ..., "reference": ..., "runs": [...]}`; each run is a dict with
+      `group`, `strategy`, `seed`, `workdir`, `evaluation` (`evaluate_run`'s result),
+      `previous` (the previous checkpoint's, for trend groups) and `training`
+      (`training_summary`).
     """
-    steps_per_epoch = (study.train_examples or len(train_images)) // study.batch_size
+    train_size = study.train_size(train_set)
+    steps_per_epoch = train_size // study.batch_size
     evaluator = Evaluator(test_images)
-    results: dict[str, Any] = {"reference": reference(study, evaluator, train_images), "runs": []}
+    results: dict[str, Any] = {
+        "train_examples": train_size,
+        "reference": reference(study, evaluator, train_set.images),
+        "runs": [],
+    }
     for seed in study.seeds:  # seed-major: a partial study already compares every strategy
         for group in study.groups:
             for strategy in group.strategies:
-                ensure_trained(study, group, strategy, seed, group.epochs * steps_per_epoch)
+                ensure_trained(study, group, strategy, seed, train_set)
     for group in study.groups:
         for strategy in group.strategies:
             for seed in study.seeds:
@@ -227,7 +246,7 @@ def run_study(study: Study, train_images: np.ndarray, test_images: np.ndarray) -
                 final = group.epochs * steps_per_epoch
                 run["evaluation"] = evaluation(study, workdir, evaluator, final)
                 previous = final - steps_per_epoch
-                if group.name in study.trend_groups and previous in _saved_steps(workdir):
+                if group.name in study.trend_groups and previous in saved_steps(workdir):
                     run["previous"] = evaluation(study, workdir, evaluator, previous)
                 run["training"] = training_summary(workdir)
                 results["runs"].append(run)

@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed")
     p.add_argument("--batch-size", type=int, default=64, help="images per update, every run")
     p.add_argument("--features", type=int, default=32, help="DCGAN base width")
+    p.add_argument(
+        "--bn-epsilon", type=float, default=1e-5, help="every BatchNorm's epsilon, every run"
+    )
     p.add_argument("--num-samples", type=int, default=10_000, help="generated images per score")
     p.add_argument(
         "--train-examples",
@@ -84,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     if not data_dir:
         return _fail(f"give --data-dir (or set ${DATA_DIR_ENV}): the study reads the IDX files")
 
+    from jaxgan.config import ConfigError
     from jaxgan.report import write_report  # jax starts here
     from jaxgan.study import Group, Study, StudyError, run_study
 
     try:
         groups = tuple(Group.parse(spec) for spec in args.groups or DEFAULT_GROUPS)
-        train = load_idx_split(data_dir, "train")
+        train_set = load_idx_split(data_dir, "train")
         test = load_idx_split(data_dir, "test")
     except (ValueError, DataError, FileNotFoundError) as e:
         return _fail(str(e))
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds=tuple(args.seeds),
         batch_size=args.batch_size,
         features=args.features,
+        bn_epsilon=args.bn_epsilon,
         num_samples=args.num_samples,
         out=args.out,
         data_dir=str(data_dir),
@@ -105,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         trend_groups=tuple(args.trend_groups or ["dcgan-unit"]),
     )
     try:
-        results = run_study(study, train.images, test.images)
-    except StudyError as e:
+        results = run_study(study, train_set, test.images)
+    except (StudyError, ConfigError) as e:
         return _fail(str(e))
     command = "PYTHONPATH=. python scripts/compare_strategies.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]

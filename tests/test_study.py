@@ -1,5 +1,7 @@
 """The strategy study on a slice of real MNIST: training through the CLI, reuse, resume, report."""
 
+import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -9,9 +11,12 @@ import pytest
 import jaxgan.study
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.data import load_idx_split
+from jaxgan.evaluation import Evaluator
 from jaxgan.report import compare, write_report
 from jaxgan.strategies import STRATEGIES
-from jaxgan.study import Group, Study, StudyError, ensure_trained, run_study
+from jaxgan.study import Group, Study, StudyError, ensure_trained, evaluation, run_study
+
+ROOT = Path(__file__).parents[1]
 
 
 def test_group_specs_parse_and_print_back():
@@ -20,9 +25,24 @@ def test_group_specs_parse_and_print_back():
     assert group.name == "mlp-unit" and group.spec() == "mlp:unit:10:all"
     two = Group.parse("dcgan:symmetric:3:two_pass,d_first")
     assert two.strategies == ("two_pass", "d_first") and Group.parse(two.spec()) == two
-    for bad in ("mlp:unit:10", "mlp:unit:0:all", "mlp:unit:x:all", "mlp:unit:2:simultaneous"):
+    for bad in ("mlp:unit:10", "mlp:unit:0:all", "mlp:unit:x:all", "mlp:unit:2:simultaneous",
+                "mpl:unit:2:all", "mlp:signed:2:all"):  # fmt: skip
         with pytest.raises(ValueError, match="group"):
             Group.parse(bad)
+
+
+def test_a_typo_in_a_group_stops_the_study_before_any_work(mnist_dir, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "compare_strategies", ROOT / "scripts" / "compare_strategies.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "runs"
+    status = module.main(["--group", "dcgan:unit:1:two_pass", "--group", "mpl:unit:1:all",
+                          "--data-dir", str(mnist_dir), "--out", str(out)])  # fmt: skip
+    assert status == 2
+    assert "'mpl:unit:1:all': model must be one of ['mlp', 'dcgan']" in capsys.readouterr().err
+    assert not out.exists()  # no reference scored, no run trained
 
 
 def test_compare_needs_a_gap_larger_than_the_seed_spread():
@@ -47,10 +67,12 @@ def study_and_results(mnist_dir, tmp_path_factory):
     )
     train = load_idx_split(mnist_dir, "train")
     test = load_idx_split(mnist_dir, "test")
-    return study, run_study(study, train.images, test.images[:500]), train, test
+    with pytest.warns(UserWarning, match="only 10 updates"):
+        results = run_study(study, train, test.images[:500])
+    return study, results, train, test
 
 
-def test_study_trains_every_run_through_the_cli_and_scores_it(study_and_results):
+def test_study_trains_every_run_and_scores_it(study_and_results):
     study, results, _, _ = study_and_results
     runs = {(r["strategy"], r["seed"]): r for r in results["runs"]}
     assert set(runs) == {("two_pass", 0), ("shared_joint", 0)}
@@ -72,23 +94,41 @@ def test_a_second_study_reuses_runs_and_scores(study_and_results, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("nothing should be trained or scored again")
 
-    monkeypatch.setattr(jaxgan.study.cli, "main", forbidden)
+    monkeypatch.setattr(jaxgan.study, "train", forbidden)
     monkeypatch.setattr(jaxgan.study, "evaluate_run", forbidden)
-    again = run_study(study, train.images, test.images[:500])
+    again = run_study(study, train, test.images[:500])
     assert [r["evaluation"] for r in again["runs"]] == [r["evaluation"] for r in results["runs"]]
 
 
+def test_cached_scores_are_not_reused_for_other_test_images_or_seeds(study_and_results,
+                                                                    monkeypatch):  # fmt: skip
+    study, results, _, test = study_and_results
+    workdir = Path(results["runs"][0]["workdir"])
+    calls = []
+    monkeypatch.setattr(jaxgan.study, "evaluate_run", lambda *a, **k: calls.append(k) or {})
+    evaluation(study, workdir, Evaluator(test.images[:500]), 20)
+    assert calls == []  # the cached scores match: same step, samples, seed and test images
+    evaluation(study, workdir, Evaluator(test.images[500:1000]), 20)
+    other_seed = dataclasses.replace(study, seed=1)
+    evaluation(other_seed, workdir, Evaluator(test.images[:500]), 20)
+    assert [k["seed"] for k in calls] == [0, 1]
+
+
 def test_a_shorter_run_is_resumed_and_a_longer_one_refused(study_and_results, monkeypatch):
-    study, _, _, _ = study_and_results
+    study, _, train, _ = study_and_results
     longer = Group("mlp", "unit", 3, ("two_pass",))
     calls = []
-    main = jaxgan.study.cli.main
-    monkeypatch.setattr(jaxgan.study.cli, "main", lambda args: calls.append(args) or main(args))
-    assert ensure_trained(study, longer, "two_pass", 0, target=30)
-    assert "--resume" in calls[0] and calls[0][calls[0].index("--epochs") + 1] == "3"
+    original = jaxgan.study.train
+    monkeypatch.setattr(
+        jaxgan.study, "train", lambda config, workdir, **k: calls.append((config, k)) or
+        original(config, workdir, **k),
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="only 10 updates"):
+        assert ensure_trained(study, longer, "two_pass", 0, train)
+    assert calls[0][1]["resume"] and calls[0][0].epochs == 3
     assert Checkpointer(study.workdir(longer, "two_pass", 0)).latest_step() == 30
     with pytest.raises(StudyError, match="a run of 30 steps, more than 20"):
-        ensure_trained(study, study.groups[0], "two_pass", 0, target=20)
+        ensure_trained(study, study.groups[0], "two_pass", 0, train)
 
 
 def test_report_names_its_command_and_holds_tables_claims_and_small_figures(
@@ -100,6 +140,8 @@ def test_report_names_its_command_and_holds_tables_claims_and_small_figures(
     write_report(study, results, "PYTHONPATH=. python scripts/compare_strategies.py --x", report)
     text = report.read_text()
     assert "PYTHONPATH=. python scripts/compare_strategies.py --x" in text
+    # The study trained on the first 640 images: 10 updates per epoch, not 60,000 / 64.
+    assert "on 640 MNIST training images in batches of 64 (10 updates per epoch)" in text
     assert "| mlp-unit (2 ep) | `two_pass` |" in text and "| real data | train vs test |" in text
     assert "Method 1 (`shared_joint`)" in text and "Mode collapse" in text
     figures = sorted((tmp_path / "docs" / "strategies").iterdir())

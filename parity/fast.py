@@ -18,8 +18,9 @@ the notes' order, with gradients that the update then throws away (∇_G d_loss 
 - Each network is called as often and in the same order as in the reference, so BatchNorm's
   running statistics advance identically.
 
-The strategies take and return what `parity.reference.STRATEGIES` do; `torch.compile` may wrap
-the modules (`parity.bench_torch`), which changes no arithmetic the test relies on.
+The strategies take and return what `parity.reference.STRATEGIES` do, plain or class-conditional
+batches (`(images, labels)`, `(z, gen_labels)`) alike; `torch.compile` may wrap the modules
+(`parity.bench_torch`), which changes no arithmetic the test relies on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from parity.reference import Strategy, bce
+from parity.reference import Strategy, bce, split_labels
 
 
 def make_optimizer(module: nn.Module) -> torch.optim.Adam:
@@ -47,30 +48,35 @@ def _backward(loss: torch.Tensor, *optimizers: torch.optim.Optimizer, retain: bo
     loss.backward(inputs=inputs, retain_graph=retain)
 
 
-def _labels(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    ones = torch.ones(real.size(0), 1, device=real.device, dtype=real.dtype)
+def _targets(real_imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ones = torch.ones(real_imgs.size(0), 1, device=real_imgs.device, dtype=real_imgs.dtype)
     return ones, torch.zeros_like(ones)
+
+
+# As in the reference, `*labels` and `*gen_labels` are empty for the plain models.
 
 
 def two_pass(G, D, optimizer_G, optimizer_D, real, noise):
     """G on ∇_G g_loss(G_t, D_t); D on ∇_D d_loss(G_{t+1}, D_t), G's second pass not recorded."""
-    ones, zeros = _labels(real)
-    g_loss = bce(D(G(noise)), ones)
+    (real_imgs, labels), (z, gen_labels) = split_labels(real), split_labels(noise)
+    ones, zeros = _targets(real_imgs)
+    g_loss = bce(D(G(z, *gen_labels), *gen_labels), ones)
     _backward(g_loss, optimizer_G)
     optimizer_G.step()
 
     with torch.no_grad():
-        fake = G(noise)
-    d_loss = bce(D(fake), zeros) + bce(D(real), ones)
+        fake = G(z, *gen_labels)
+    d_loss = bce(D(fake, *gen_labels), zeros) + bce(D(real_imgs, *labels), ones)
     _backward(d_loss, optimizer_D)
     optimizer_D.step()
     return g_loss, d_loss
 
 
 def _shared_forward(G, D, real, noise):
-    ones, zeros = _labels(real)
-    d_fake = D(G(noise))
-    d_real = D(real)
+    (real_imgs, labels), (z, gen_labels) = split_labels(real), split_labels(noise)
+    ones, zeros = _targets(real_imgs)
+    d_fake = D(G(z, *gen_labels), *gen_labels)
+    d_real = D(real_imgs, *labels)
     return bce(d_fake, ones), bce(d_fake, zeros) + bce(d_real, ones)
 
 
@@ -105,14 +111,15 @@ def shared_accumulate(G, D, optimizer_G, optimizer_D, real, noise):
 
 def d_first(G, D, optimizer_G, optimizer_D, real, noise):
     """D on ∇_D d_loss(G_t, D_t), fakes detached; then G through D_{t+1}, no ∇_D computed."""
-    ones, zeros = _labels(real)
-    d_real = D(real)
-    fake = G(noise)
-    d_loss = bce(d_real, ones) + bce(D(fake.detach()), zeros)
+    (real_imgs, labels), (z, gen_labels) = split_labels(real), split_labels(noise)
+    ones, zeros = _targets(real_imgs)
+    d_real = D(real_imgs, *labels)
+    fake = G(z, *gen_labels)
+    d_loss = bce(d_real, ones) + bce(D(fake.detach(), *gen_labels), zeros)
     _backward(d_loss, optimizer_D)
     optimizer_D.step()
 
-    g_loss = bce(D(fake), ones)
+    g_loss = bce(D(fake, *gen_labels), ones)
     _backward(g_loss, optimizer_G)
     optimizer_G.step()
     return g_loss, d_loss

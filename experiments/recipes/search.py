@@ -1,0 +1,108 @@
+"""Search for training defaults: trials (settings that differ from the defaults) x seeds.
+
+    python experiments/recipes/search.py --data-dir ../shared/data/mnist --out runs/recipes \\
+        --trial base: --trial lr1e-4:g_lr=1e-4,d_lr=1e-4 --seeds 0 1 2 --epochs 30
+
+Each (trial, seed) is trained with `jaxgan.train.train` into `<out>/<trial>/seed<k>` (a finished
+run is reused, an unfinished one resumed), scoring 2,000 samples with the dataset's classifier
+after every epoch (`metrics.jsonl`). `--evaluate` also scores each final checkpoint with 10,000
+samples (`jaxgan.evaluation`, the numbers of `scripts/evaluate.py`). Writes `<out>/results.json`
+and prints, per trial, the mean and spread over seeds of the per-epoch score and classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from pathlib import Path
+
+import numpy as np
+
+from jaxgan.config import TrainConfig
+from jaxgan.data import load_idx_split
+from jaxgan.evaluation import Evaluator, evaluate_run
+from jaxgan.logs import read_metrics
+from jaxgan.quality import classifier_scorer
+from jaxgan.train import train
+
+
+def parse_trial(spec: str) -> tuple[str, dict[str, typing.Any]]:
+    """`NAME:KEY=VALUE,KEY=VALUE` -> (name, TrainConfig overrides), values typed by the field."""
+    name, _, body = spec.partition(":")
+    hints = typing.get_type_hints(TrainConfig)
+    overrides = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        kind = hints[key]
+        if kind is bool:
+            overrides[key] = value == "true"
+        elif kind in (int, float):
+            overrides[key] = kind(value)
+        else:
+            overrides[key] = value
+    return name, overrides
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trial", action="append", required=True, help="NAME:KEY=VALUE,...")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--model", default="mlp")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--evaluate", action="store_true", help="score final checkpoints, 10k samples")
+    args = p.parse_args()
+
+    train_set = load_idx_split(args.data_dir, "train")
+    scorer = classifier_scorer("mnist")
+    results = {}
+    for seed in args.seeds:
+        for spec in args.trial:
+            name, overrides = parse_trial(spec)
+            config = TrainConfig(model=args.model, epochs=args.epochs, seed=seed,
+                                 data_dir=args.data_dir, **overrides)  # fmt: skip
+            workdir = args.out / name / f"seed{seed}"
+            done = (workdir / "config.json").exists()
+            final = args.epochs * config.steps_per_epoch(len(train_set))
+            records = read_metrics(workdir / "metrics.jsonl") if done else []
+            if not records or records[-1]["step"] < final:
+                print(f"training {workdir}", flush=True)
+                train(config, workdir, resume=done and bool(records), dataset=train_set,
+                      progress=False, sample_scorer=scorer)  # fmt: skip
+            scores = read_metrics(workdir / "metrics.jsonl", "sample_classifier_score")
+            results.setdefault(name, {"overrides": overrides, "runs": {}})["runs"][seed] = {
+                "epoch_scores": [r["sample_classifier_score"] for r in scores],
+                "epoch_classes": [r["sample_classes_covered"] for r in scores],
+            }
+    if args.evaluate:
+        test_set = load_idx_split(args.data_dir, "test")
+        evaluator = Evaluator(test_set.images)
+        for name, trial in results.items():
+            for seed, run in trial["runs"].items():
+                workdir = args.out / name / f"seed{seed}"
+                cache = workdir / "evaluation.json"
+                if not cache.exists():
+                    result = evaluate_run(workdir, evaluator, train_images=train_set.images,
+                                          train_labels=train_set.labels)  # fmt: skip
+                    cache.write_text(json.dumps(result, indent=1))
+                run["final"] = json.loads(cache.read_text())["generated"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    for name, trial in results.items():
+        scores = np.array([r["epoch_scores"] for r in trial["runs"].values()])
+        classes = np.array([r["epoch_classes"] for r in trial["runs"].values()])
+        best = int(np.argmax(scores.mean(0)))
+        print(f"{name}: last epoch score {scores[:, -1].mean():.2f} ± {scores[:, -1].std():.2f}, "
+              f"classes {classes[:, -1].tolist()}; best mean at epoch {best + 1}: "
+              f"{scores[:, best].mean():.2f}, classes {classes[:, best].tolist()}")  # fmt: skip
+        for seed, run in trial["runs"].items():
+            if "final" in run:
+                m = run["final"]["metrics"]
+                print(f"  seed {seed}: 10k samples: score {m['classifier_score']:.2f}, classes "
+                      f"{m['classes_covered']:.0f}, FD {m['frechet_distance']:.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

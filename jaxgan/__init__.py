@@ -1,6 +1,6 @@
 """jaxgan: GAN training in JAX with explicit gradient semantics."""
 
-from jaxgan.generate import generate, sample
+from jaxgan.sampling import generate, sample
 from jaxgan.layers import BatchNorm
 from jaxgan.losses import LOSSES, bce, bce_with_logits
 from jaxgan.models import MODELS, make_models

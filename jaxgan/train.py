@@ -29,7 +29,7 @@ from jaxgan.checkpoint import Checkpointer, saved_steps
 from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.data import NUM_CLASSES, Dataset, load_dataset
 from jaxgan.distributed import DataParallel, to_host
-from jaxgan.generate import generate
+from jaxgan.sampling import generate
 from jaxgan.logs import MetricsLog, plot_losses, save_grid
 from jaxgan.models import OUTPUTS, make_models, to_unit_range
 from jaxgan.state import GANState, adam, create_state

@@ -1,34 +1,32 @@
-"""The strategy study: train every (model, strategy, seed) through the CLI, score each run.
+"""The strategy study: train every (model, strategy, seed), score each run.
 
 A study is a list of `Group`s (a model, a pixel range, a number of epochs and the strategies to
-train) crossed with the seeds. Each run is trained by `jaxgan.train.train`, the loop of
+train) crossed with the seeds. Each run is trained by `jaxgan.training.train`, the loop of
 `scripts/train.py`, into `<out>/<model>-<pixel range>/<strategy>/seed<k>`; a run that is already
 complete there is kept, and one that stopped early is resumed (a resumed run computes exactly
-what an uninterrupted one does). Each final checkpoint is scored once with `jaxgan.evaluation`
+what an uninterrupted one does). Each final checkpoint is scored once with `jaxgan.eval`
 and the scores are cached in the run's folder as `evaluation_step<N>.json`, keyed by everything
 they depend on (step, sample count, seed and the test images), so rerunning the study only does
 the work still missing.
-`jaxgan.report` turns the results into the report.
+`report` turns the results into the report.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from jaxgan.checkpoint import saved_steps
-from jaxgan.config import TrainConfig
-from jaxgan.data import Dataset
-from jaxgan.evaluation import Evaluator, evaluate_run
-from jaxgan.logs import read_metrics
-from jaxgan.models import BN_EPSILON, MODELS, PIXEL_RANGES
-from jaxgan.quality import classifier_scorer
-from jaxgan.strategies import STRATEGIES
-from jaxgan.train import train
+from jaxgan import MODELS, PIXEL_RANGES, STRATEGIES
+from jaxgan.eval import Evaluator, classifier_scorer, evaluate_run
+from jaxgan.eval.classifier import accuracy
+from jaxgan.models import BN_EPSILON
+from jaxgan.training import Dataset, TrainConfig, read_metrics, saved_steps, train
 
 
 class StudyError(RuntimeError):
@@ -210,26 +208,31 @@ def training_summary(workdir: Path) -> dict[str, float]:
     return summary
 
 
-def run_study(study: Study, train_set: Dataset, test_images: np.ndarray) -> dict[str, Any]:
+def run_study(study: Study, train_set: Dataset, test_set: Dataset) -> dict[str, Any]:
     """Trains what is missing, scores every run, and collects the results.
 
     Args:
       study: the study.
       train_set: the MNIST training set (its size, or `study.train_examples`, sets the steps
         per epoch, and the reference draws from its images).
-      test_images: the images every run is scored against.
+      test_set: the images every run is scored against, with their labels.
 
     Returns:
-      `{"train_examples": ..., "reference": ..., "runs": [...]}`; each run is a dict with
-      `group`, `strategy`, `seed`, `workdir`, `evaluation` (`evaluate_run`'s result),
-      `previous` (the previous checkpoint's, for trend groups) and `training`
-      (`training_summary`).
+      `{"train_examples", "num_test_images", "classifier_accuracy", "feature_dim", "machine",
+      "reference", "runs"}`; each run is a dict with `group`, `strategy`, `seed`, `workdir`,
+      `evaluation` (`evaluate_run`'s result), `previous` (the previous checkpoint's, for trend
+      groups) and `training` (`training_summary`).
     """
     train_size = study.train_size(train_set)
     steps_per_epoch = train_size // study.batch_size
-    evaluator = Evaluator(test_images)
+    evaluator = Evaluator(test_set.images)
+    device = jax.devices()[0]
     results: dict[str, Any] = {
         "train_examples": train_size,
+        "num_test_images": len(test_set),
+        "classifier_accuracy": accuracy(evaluator.classifier, test_set),
+        "feature_dim": int(evaluator.test_features.shape[1]),
+        "machine": f"{os.cpu_count()} CPU cores, jax on {device.platform} ({device.device_kind})",
         "reference": reference(study, evaluator, train_set.images),
         "runs": [],
     }

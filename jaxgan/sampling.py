@@ -1,8 +1,10 @@
-"""Drawing images from a trained generator, by class for conditional models."""
+"""Drawing images from a generator: the one sampling path of the library, the training loop,
+the evaluation and the command line."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -11,26 +13,35 @@ import numpy as np
 
 from jaxgan.state import GANState
 
+# A generator's variables, `{"params": ..., "batch_stats": ...}`, or the GANState holding them.
+Variables = GANState | dict[str, Any]
 
-def generate(generator: nn.Module, state: GANState, noise) -> jax.Array:
+
+def generator_variables(state: Variables) -> dict[str, Any]:
+    """`{"params", "batch_stats"}` of the generator in a `GANState` (a dict passes through)."""
+    if isinstance(state, GANState):
+        return {"params": state.g_params, "batch_stats": state.g_batch_stats}
+    return state
+
+
+def generate(generator: nn.Module, state: Variables, noise) -> jax.Array:
     """`G(noise)` in evaluation mode: BatchNorm uses its running statistics.
 
     Args:
       generator: the module the state was trained with.
-      state: a trained state.
+      state: a trained `GANState`, or the generator's variables (`load_generator`'s).
       noise: `z` of shape `[N, latent_dim]`, or `(z, labels)` for a conditional generator.
 
     Returns:
       Images `[N, 28, 28, 1]` in the generator's output range.
     """
     inputs = noise if isinstance(noise, tuple) else (noise,)
-    variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
-    return generator.apply(variables, *inputs, train=False)
+    return generator.apply(generator_variables(state), *inputs, train=False)
 
 
 def sample(
     generator: nn.Module,
-    state: GANState,
+    state: Variables,
     key: jax.Array,
     labels: Sequence[int] | np.ndarray | jax.Array | None = None,
     num: int | None = None,
@@ -39,14 +50,14 @@ def sample(
 
     Args:
       generator: the module the state was trained with.
-      state: a trained state.
+      state: a trained `GANState`, or the generator's variables.
       key: PRNG key for the noise.
       labels: one class per image, for a conditional generator (required there, refused for a
         plain one).
       num: how many images, for a plain generator (the label count otherwise).
 
     Returns:
-      Images `[N, 28, 28, 1]`.
+      Images `[N, 28, 28, 1]` in the generator's output range.
 
     Raises:
       ValueError: labels missing, unexpected, not integers or outside `[0, num_classes)`.

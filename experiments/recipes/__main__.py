@@ -1,30 +1,29 @@
 """Search for training defaults: trials (settings that differ from the defaults) x seeds.
 
-    python experiments/recipes/search.py --data-dir ../shared/data/mnist --out runs/recipes \\
+    python -m experiments.recipes --data-dir ../shared/data/mnist --out runs/recipes \\
         --trial base: --trial lr1e-4:g_lr=1e-4,d_lr=1e-4 --seeds 0 1 2 --epochs 30
 
-Each (trial, seed) is trained with `jaxgan.train.train` into `<out>/<trial>/seed<k>` (a finished
-run is reused, an unfinished one resumed), scoring 2,000 samples with the dataset's classifier
-after every epoch (`metrics.jsonl`). `--evaluate` also scores each final checkpoint with 10,000
-samples (`jaxgan.evaluation`, the numbers of `scripts/evaluate.py`). Writes `<out>/results.json`
-and prints, per trial, the mean and spread over seeds of the per-epoch score and classes.
+Each (trial, seed) is trained with `jaxgan.training.train` into `<out>/<trial>/seed<k>` (a
+finished run is reused, an unfinished one resumed), scoring `TrainConfig.score_samples` samples
+with the dataset's classifier after every epoch (`metrics.jsonl`). `--evaluate` also scores
+each final checkpoint with 10,000 samples (`jaxgan.eval`, the numbers of `scripts/evaluate.py`).
+Writes `<out>/results.json` (what `python -m experiments.strategy_study --recipes` reports) and
+prints, per trial, the mean and spread over seeds of the per-epoch score and classes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import typing
 from pathlib import Path
 
 import numpy as np
 
-from jaxgan.config import TrainConfig
-from jaxgan.data import load_idx_split
-from jaxgan.evaluation import Evaluator, evaluate_run
-from jaxgan.logs import read_metrics
-from jaxgan.quality import classifier_scorer
-from jaxgan.train import train
+from jaxgan.eval import Evaluator, classifier_scorer, evaluate_run
+from jaxgan.training import TrainConfig, load_idx_split, read_metrics, train
 
 
 def parse_trial(spec: str) -> tuple[str, dict[str, typing.Any]]:
@@ -89,7 +88,15 @@ def main() -> None:
                     cache.write_text(json.dumps(result, indent=1))
                 run["final"] = json.loads(cache.read_text())["generated"]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    report = {
+        "command": "python -m experiments.recipes " + shlex.join(sys.argv[1:]),
+        "model": args.model,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "score_samples": TrainConfig().score_samples,
+        "trials": results,
+    }
+    (args.out / "results.json").write_text(json.dumps(report, indent=1))
     for name, trial in results.items():
         scores = np.array([r["epoch_scores"] for r in trial["runs"].values()])
         classes = np.array([r["epoch_classes"] for r in trial["runs"].values()])

@@ -1,0 +1,1 @@
+"""The search for training defaults behind the default command (docs/strategies.md)."""

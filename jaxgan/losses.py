@@ -9,8 +9,8 @@ which reproduces `BCELoss` exactly where its arithmetic is special:
   clamp is active); its kernel uses `(p - t) / max((1 - p) p, 1e-12)`. `bce` has a custom VJP
   with that formula, so saturated discriminators receive the same, large, finite gradient.
 
-`"bce_logits"` is the numerically stable form on logits, which is what one should train with
-when parity with the notes' PyTorch code is not the point.
+`"bce_logits"` is `optax.sigmoid_binary_cross_entropy`, the numerically stable form on logits,
+which is what one should train with when parity with the notes' PyTorch code is not the point.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from jaxgan.choices import LOSS_NAMES
 
 # PyTorch's binary_cross_entropy_backward divides by max((1 - p) p, EPSILON).
 _TORCH_BCE_EPSILON = 1e-12
@@ -68,34 +71,17 @@ def _bce_bwd(residuals, g):
 bce.defvjp(_bce_fwd, _bce_bwd)
 
 
-def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Per-element binary cross-entropy on logits, stable for any `s`.
-
-    `t softplus(-s) + (1 - t) softplus(s)`, which equals `softplus(s) - t s` but keeps its
-    gradient `-t σ(-s) + (1 - t) σ(s)` accurate to relative precision: `σ(s) - 1` computed
-    directly loses all but a few bits once σ(s) is close to 1.
-
-    Args:
-      logits: the discriminator's pre-sigmoid outputs.
-      targets: targets in `[0, 1]`, broadcastable to `logits`.
-
-    Returns:
-      The loss of each element, shaped like `logits`.
-    """
-    return targets * jax.nn.softplus(-logits) + (1 - targets) * jax.nn.softplus(logits)
-
-
 def _torch_bce_loss(logits: jax.Array, target: float) -> jax.Array:
     probs = jax.nn.sigmoid(logits)
     return bce(probs, jnp.full_like(probs, target)).mean()
 
 
 def _logits_bce_loss(logits: jax.Array, target: float) -> jax.Array:
-    return bce_with_logits(logits, jnp.full_like(logits, target)).mean()
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)).mean()
 
 
 # name -> loss(discriminator logits, target label) -> mean over the batch.
-LOSSES: dict[str, LossFn] = {"bce": _torch_bce_loss, "bce_logits": _logits_bce_loss}
+LOSSES: dict[str, LossFn] = dict(zip(LOSS_NAMES, (_torch_bce_loss, _logits_bce_loss), strict=True))
 
 
 def get_loss(name: str) -> LossFn:

@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.choices import BN_EPSILON, MODEL_NAMES, OUTPUTS, PIXEL_RANGES, PixelRange
 from jaxgan.layers import (
     BatchNorm,
     DownConv,
@@ -46,15 +47,9 @@ from jaxgan.layers import (
     torch_linear_kernel_init,
 )
 
-MODELS = ("mlp", "dcgan")
+MODELS = MODEL_NAMES
 Output = Literal["sigmoid", "tanh"]
 IMAGE_SHAPE = (28, 28, 1)
-# How images are scaled, and the generator output that matches: [0, 1] (`ToTensor()`) with a
-# sigmoid, or [-1, 1] with a tanh.
-PixelRange = Literal["unit", "symmetric"]
-OUTPUTS: dict[str, Output] = {"unit": "sigmoid", "symmetric": "tanh"}
-PIXEL_RANGES = tuple(OUTPUTS)
-BN_EPSILON = 1e-5  # PyTorch's default
 
 
 def to_unit_range(images: jax.Array, pixel_range: PixelRange) -> jax.Array:

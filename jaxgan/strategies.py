@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan.choices import STRATEGY_NAMES
 from jaxgan.losses import LossFn, get_loss
 from jaxgan.state import BatchStats, GANState, Params
 
@@ -334,13 +335,13 @@ def d_first(nets: Nets) -> StepFn:
     return step
 
 
-STRATEGIES: dict[str, Callable[[Nets], StepFn]] = {
-    "two_pass": two_pass,
-    "shared_joint": shared_joint,
-    "shared_sequential": shared_sequential,
-    "shared_accumulate": shared_accumulate,
-    "d_first": d_first,
-}
+STRATEGIES: dict[str, Callable[[Nets], StepFn]] = dict(
+    zip(
+        STRATEGY_NAMES,
+        (two_pass, shared_joint, shared_sequential, shared_accumulate, d_first),
+        strict=True,
+    )
+)
 
 
 def make_train_step(

@@ -25,17 +25,18 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jaxgan
-from jaxgan.data import DATA_DIR_ENV, load_idx_split
-from jaxgan.models import BN_EPSILON
-from parity import compare
+from jaxgan.choices import BN_EPSILON, MODEL_NAMES, NUM_CLASSES, STRATEGY_NAMES
+from jaxgan.training.data import DATA_DIR_ENV
+from parity import DTYPE_NAMES, QUANTITIES
+
+if TYPE_CHECKING:
+    from parity import compare
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO / ".." / "shared" / "data" / "mnist"
-HEADER = f"{'strategy':<18} {'model':<6} {'step':>4}  " + "  ".join(
-    f"{q:>9}" for q in compare.QUANTITIES
-)
+HEADER = f"{'strategy':<18} {'model':<6} {'step':>4}  " + "  ".join(f"{q:>9}" for q in QUANTITIES)
 
 
 def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -73,12 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dtype",
         default="float64",
-        choices=tuple(compare.DTYPES),
+        choices=DTYPE_NAMES,
         help="what both sides compute in; tolerances apply to float64 only",
     )
     p.add_argument(
         "--torch-dtype",
-        choices=tuple(compare.DTYPES),
+        choices=DTYPE_NAMES,
         help="the reference's dtype when it differs from --dtype (to see one side's own error)",
     )
     p.add_argument("--tf32", action="store_true", help="leave the TF32 defaults on (GPU)")
@@ -90,22 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, help="also write the table to this file as JSON")
     args = p.parse_args(argv)
-    args.strategies = _choices(args.strategy, tuple(jaxgan.STRATEGIES), "--strategy")
-    args.models = _choices(args.model, tuple(jaxgan.MODELS), "--model")
+    args.strategies = _choices(args.strategy, STRATEGY_NAMES, "--strategy")
+    args.models = _choices(args.model, MODEL_NAMES, "--model")
     args.torch_dtype = args.torch_dtype or args.dtype
-    args.num_classes = compare.NUM_CLASSES if args.conditional else None
+    args.num_classes = NUM_CLASSES if args.conditional else None
     if args.steps < 1 or args.batch_size < 2:
         raise SystemExit("--steps must be >= 1 and --batch-size >= 2 (BatchNorm needs two)")
     return args
 
 
 def _format_row(strategy: str, model: str, step: str, diffs: dict[str, float]) -> str:
-    cells = "  ".join(f"{diffs[q]:9.2e}" for q in compare.QUANTITIES)
+    cells = "  ".join(f"{diffs[q]:9.2e}" for q in QUANTITIES)
     return f"{strategy:<18} {model:<6} {step:>4}  {cells}"
 
 
 def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
     """Prints what is compared, and how; returns the notes' method 2 outcome per model."""
+    from parity import compare  # PyTorch and JAX start here
+
     print(f"parity: jaxgan vs the notes' PyTorch code on {args.data_dir.resolve()}")
     print(f"  steps: {args.steps}, batch: {args.batch_size} real images, seed: {args.seed}")
     print(f"  BatchNorm eps: {args.bn_epsilon}")
@@ -155,6 +158,8 @@ def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
 
 def _print_summary(args: argparse.Namespace, rows: list[compare.Row], gated: bool) -> list[str]:
     """Prints the maximum of each column per comparison; returns the failures, if gated."""
+    from parity import compare  # PyTorch and JAX start here
+
     print("\nlargest difference over all steps" + ("" if gated else ", not checked (not float64)"))
     print(HEADER)
     for (strategy, model), worst in compare.summarize(rows).items():
@@ -173,6 +178,9 @@ def _print_summary(args: argparse.Namespace, rows: list[compare.Row], gated: boo
 def main(argv: list[str] | None = None) -> int:
     """Runs the comparisons, prints the table, writes the JSON; returns the exit status."""
     args = parse_args(argv)
+    from jaxgan.training.data import load_idx_split
+    from parity import compare  # PyTorch and JAX start here
+
     try:
         mnist = load_idx_split(args.data_dir, "train")
     except FileNotFoundError as e:

@@ -21,18 +21,19 @@ import numpy as np
 import torch
 
 import jaxgan
-from jaxgan.data import to_float
+from jaxgan.choices import NUM_CLASSES
 from jaxgan.models import BN_EPSILON
 from jaxgan.state import GANState
-from parity import convert, reference
+from jaxgan.training.data import to_float
+from parity import DTYPE_NAMES, QUANTITIES, convert, reference
 
-QUANTITIES = ("loss", "params", "bn_stats", "adam_mu", "adam_nu")
-NUM_CLASSES = 10  # MNIST's digits, for the conditional models
 # Images `[steps, B, 28, 28, 1]` (or noise `[steps, B, 100]`), and for the conditional models
 # with their int labels `[steps, B]`: `(images, labels)`, `(noise, labels)`.
 Batches = np.ndarray | tuple[np.ndarray, np.ndarray]
 # What each side computes in, by name: (JAX dtype, PyTorch dtype).
-DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
+DTYPES = dict(
+    zip(DTYPE_NAMES, ((jnp.float32, torch.float32), (jnp.float64, torch.float64)), strict=True)
+)
 
 # Largest absolute difference allowed at any step when both sides compute in float64, per model
 # and column: 100x the largest value measured on CPU over all five strategies and 20 steps,

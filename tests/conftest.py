@@ -7,9 +7,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from jaxgan import cli
-from jaxgan.config import TrainConfig
-from jaxgan.train import train
+from jaxgan.__main__ import train as train_command
+from jaxgan.training import TrainConfig, train
 
 # Implicit rank promotion hides shape bugs ([B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -17,6 +16,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 MNIST_DIR = Path(
     os.environ.get("JAXGAN_TEST_MNIST", Path(__file__).parents[1] / "../shared/data/mnist")
 )
+
+
+FASHION_DIR = Path(os.environ.get("JAXGAN_TEST_FASHION", "/usr/share/datasets/fashion-mnist"))
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Fashion-MNIST's IDX files, from Debian's `dataset-fashion-mnist` (.ci/run installs it)."""
+    if not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST not found at {FASHION_DIR}: apt-get install "
+                    f"dataset-fashion-mnist, or set JAXGAN_TEST_FASHION")  # fmt: skip
+    return FASHION_DIR
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +58,7 @@ def conditional_run(mnist_dir, tmp_path_factory) -> Path:
     """The workdir of a one-epoch conditional DCGAN run (10 updates on 640 images, sigmoid
     output), trained through the CLI; its one checkpoint is step 10."""
     workdir = tmp_path_factory.mktemp("conditional") / "run"
-    status = cli.main([
+    status = train_command([
         "--conditional", "--model", "dcgan", "--features", "8", "--data-dir", str(mnist_dir),
         "--train-examples", "640", "--epochs", "1", "--log-every", "5", "--no-progress",
         "--workdir", str(workdir),

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
-from jaxgan.distributed import DataParallel
+from jaxgan.training.distributed import DataParallel
 
 BATCH = 16  # global batch: 4 examples per device
 
@@ -85,10 +85,10 @@ def sharded_resume(workdir, data_dir):
 
     Returns the largest parameter difference (expected: exactly 0) and the final steps.
     """
-    from jaxgan.checkpoint import Checkpointer
-    from jaxgan.cli import main
-    from jaxgan.config import TrainConfig
-    from jaxgan.train import Run, run_keys
+    from jaxgan.training.checkpoint import Checkpointer
+    from jaxgan.training.cli import main
+    from jaxgan.training.config import TrainConfig
+    from jaxgan.training.loop import Run, run_keys
 
     common = ["--data-dir", data_dir, "--train-examples", "640", "--log-every", "4",
               "--devices", "4", "--no-progress"]  # fmt: skip

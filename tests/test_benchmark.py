@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jaxgan.config import TrainConfig
-from jaxgan.train import Run
-from parity.bench_jax import step_flops
+from benchmarks.bench_jax import step_flops
+from jaxgan.training.config import TrainConfig
+from jaxgan.training.loop import Run
 
 ROOT = Path(__file__).parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of jaxgan.classifier: the shipped weights, the trainer, batching and loading."""
+"""Tests of jaxgan.eval.classifier: the shipped weights, the trainer, batching and loading."""
 
 import importlib.resources
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxgan import classifier as clf
-from jaxgan.data import Dataset, load_idx_split
+from jaxgan.training.data import Dataset, load_idx_split
 
 
 def test_shipped_classifier_reaches_99_percent_on_the_real_test_set(mnist_dir):

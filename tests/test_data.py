@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxgan import data
-from jaxgan.data import DataError, DataUnavailableError, load_idx_split, read_idx, to_float
+from jaxgan.training.data import DataError, DataUnavailableError, load_idx_split, read_idx, to_float
 
 # From the data's provenance (../shared/data/README.md), not from this reader.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

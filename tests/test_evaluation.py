@@ -1,33 +1,26 @@
-"""Loading a trained run back, sampling it, and `scripts/evaluate.py` end to end on real MNIST,
-for plain and conditional runs."""
+"""Loading a trained run back, sampling it, and `jaxgan-evaluate` end to end, for plain and
+conditional runs on MNIST and for a run on Fashion-MNIST, scored in its own classifier."""
 
-import importlib.util
+import gzip
 import json
 import math
-from pathlib import Path
 
 import chex
 import jax
 import numpy as np
 import pytest
 
-from jaxgan import metrics
-from jaxgan.config import TrainConfig
-from jaxgan.data import load_idx_split
-from jaxgan.evaluation import Evaluator, balanced_labels, evaluate_run, generate
-from jaxgan.train import Run, load_run, run_keys
+import jaxgan.eval.classifier
+from jaxgan.__main__ import evaluate, train
+from jaxgan.eval import Evaluator, draw_samples, evaluate_run, load_classifier, metrics
+from jaxgan.eval.evaluation import DatasetMismatchError, reference_draw
+from jaxgan.sampling import balanced_labels, generate
+from jaxgan.training import ConfigError, Run, TrainConfig, load_idx_split, load_run, run_keys
 
-ROOT = Path(__file__).parents[1]
 NAMES = {"frechet_distance", "kid", "kid_std", "precision", "recall", "classifier_score",
          "classifier_score_std", "classes_covered", "class_kl_uniform"}  # fmt: skip
 PER_CLASS = [f"class_accuracy_{k}" for k in range(10)]
-
-
-def _evaluate_cli():
-    spec = importlib.util.spec_from_file_location("evaluate_cli", ROOT / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+ACCURACY = {"class_accuracy", *PER_CLASS}
 
 
 def test_load_run_restores_the_final_and_an_earlier_checkpoint(plain_run):
@@ -47,15 +40,17 @@ def test_load_run_restores_the_final_and_an_earlier_checkpoint(plain_run):
         load_run(workdir / "elsewhere")
 
 
-def test_generate_maps_a_tanh_generator_to_unit_range_in_batches():
+def test_draw_samples_maps_a_tanh_generator_to_unit_range_in_batches():
     config = TrainConfig(model="mlp", pixel_range="symmetric")
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = generate(run, state, num_samples=10, seed=3, batch_size=4)
+    images = draw_samples(config, run.generator, state, num_samples=10, seed=3, batch_size=4)
     noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim))
-    raw = np.asarray(run.generate(state, noise))
+    raw = np.asarray(generate(run.generator, state, noise))
     assert images.shape == (10, 28, 28, 1) and raw.min() < 0
-    np.testing.assert_allclose(images, (raw + 1) / 2, atol=1e-6)
+    # The same images, computed in batches of 4: equal up to float32 rounding of the matmuls,
+    # a few ulps of values in [-1, 1].
+    np.testing.assert_allclose(images, np.clip((raw + 1) / 2, 0, 1), rtol=0, atol=1e-6)
 
 
 def test_balanced_labels_cycle_through_the_classes():
@@ -64,45 +59,49 @@ def test_balanced_labels_cycle_through_the_classes():
     np.testing.assert_array_equal(np.bincount(balanced_labels(25, 10)), [3] * 5 + [2] * 5)
 
 
-def test_generate_feeds_a_conditional_generator_balanced_labels_in_batches():
+def test_draw_samples_feeds_a_conditional_generator_balanced_labels_in_batches():
     config = TrainConfig(model="mlp", conditional=True)
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = generate(run, state, num_samples=25, seed=3, batch_size=10)
+    images = draw_samples(config, run.generator, state, num_samples=25, seed=3, batch_size=10)
     noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim))
-    raw = np.asarray(run.generate(state, (noise, np.arange(25) % 10)))
-    np.testing.assert_allclose(images, raw, atol=1e-6)
+    raw = np.asarray(generate(run.generator, state, (noise, np.arange(25) % 10)))
+    np.testing.assert_allclose(images, np.clip(raw, 0, 1), rtol=0, atol=1e-6)
     # The labels reach the generator: the same noise drawn as one class gives other images.
-    all_zeros = np.asarray(run.generate(state, (noise, np.zeros(25, np.int32))))
+    all_zeros = np.asarray(generate(run.generator, state, (noise, np.zeros(25, np.int32))))
     assert np.abs(images - all_zeros).max() > 1e-3
 
 
-def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
-    plain_run, mnist_dir, tmp_path, capsys
-):
+def _check_column(values: dict, names: set) -> None:
+    assert set(values) == names
+    assert all(math.isfinite(v) for v in values.values())
+    assert values["frechet_distance"] >= 0 and values["kid_std"] >= 0
+    assert 0 <= values["precision"] <= 1 and 0 <= values["recall"] <= 1
+    assert 1 <= values["classifier_score"] <= 10
+    assert values["classes_covered"] in range(11)
+    assert 0 <= values["class_kl_uniform"] <= math.log(10) + 1e-9
+
+
+def test_evaluate_writes_every_metric_for_samples_and_real_data(plain_run, tmp_path, capsys):
     workdir, _ = plain_run
     out = tmp_path / "eval.json"
-    status = _evaluate_cli()([
-        str(workdir), "--data-dir", str(mnist_dir), "--num-samples", "200",
-        "--test-images", "1000", "--json", str(out),
-    ])  # fmt: skip
+    # No --data-dir: the run's own (its config.json names the folder it trained on).
+    status = evaluate([str(workdir), "--num-samples", "200", "--test-images", "1000",
+                       "--json", str(out)])  # fmt: skip
     assert status == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "real reference (train vs test)" in printed and "classifier_score" in printed
+    assert "in the mnist classifier's feature space" in printed
+    assert "Fréchet distance" in captured.err  # the progress bar names each stage
     result = json.loads(out.read_text())
-    assert result["step"] == 20 and result["num_samples"] == 200
+    assert result["step"] == 20 and result["num_samples"] == 200 and result["dataset"] == "mnist"
     assert result["num_test_images"] == 1000
     assert result["config"]["pixel_range"] == "symmetric"
-    assert "class_accuracy" not in printed
+    assert "class_accuracy per requested class" not in printed
+    _check_column(result["generated"]["metrics"], NAMES)
+    _check_column(result["reference"]["metrics"], NAMES | ACCURACY)  # real labels, always
     for column in ("generated", "reference"):
-        values = result[column]["metrics"]
-        assert set(values) == NAMES
-        assert all(math.isfinite(v) for v in values.values())
-        assert values["frechet_distance"] >= 0 and values["kid_std"] >= 0
-        assert 0 <= values["precision"] <= 1 and 0 <= values["recall"] <= 1
-        assert 1 <= values["classifier_score"] <= 10
-        assert values["classes_covered"] in range(11)
-        assert 0 <= values["class_kl_uniform"] <= math.log(10) + 1e-9
         fractions = result[column]["class_fractions"]
         assert len(fractions) == 10 and sum(fractions) == pytest.approx(1)
     real, fake = result["reference"]["metrics"], result["generated"]["metrics"]
@@ -110,8 +109,8 @@ def test_evaluate_script_writes_every_metric_for_samples_and_real_data(
     assert fake["frechet_distance"] > 10 * real["frechet_distance"]  # 20 updates: not digits yet
 
 
-def test_evaluate_script_fails_clearly(plain_run, mnist_dir, tmp_path, capsys):
-    workdir, evaluate = plain_run[0], _evaluate_cli()
+def test_evaluate_fails_clearly(plain_run, mnist_dir, tmp_path, capsys):
+    workdir = plain_run[0]
     assert evaluate([str(tmp_path), "--data-dir", str(mnist_dir)]) == 2
     assert "holds no training run" in capsys.readouterr().err
     assert evaluate([str(workdir), "--data-dir", str(mnist_dir), "--step", "3"]) == 2
@@ -122,28 +121,25 @@ def test_evaluate_script_fails_clearly(plain_run, mnist_dir, tmp_path, capsys):
     assert "--num-samples must be at least 10, got 0" in capsys.readouterr().err
 
 
-def test_evaluate_script_scores_a_conditional_run_by_class_accuracy(
-    conditional_run, mnist_dir, tmp_path, capsys
-):
+def test_evaluate_scores_a_conditional_run_by_class_accuracy(conditional_run, mnist_dir,
+                                                             tmp_path, capsys):  # fmt: skip
     out = tmp_path / "eval.json"
-    status = _evaluate_cli()([
-        str(conditional_run), "--data-dir", str(mnist_dir), "--num-samples", "200",
-        "--test-images", "1000", "--json", str(out),
-    ])  # fmt: skip
+    status = evaluate([str(conditional_run), "--data-dir", str(mnist_dir), "--num-samples",
+                       "200", "--test-images", "1000", "--json", str(out)])  # fmt: skip
     assert status == 0
-    printed = capsys.readouterr().out
-    assert "class_accuracy per requested class (0-9):" in printed
+    assert "class_accuracy per requested class:" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["config"]["conditional"] and result["step"] == 10
     for column in ("generated", "reference"):
         values = result[column]["metrics"]
-        assert set(values) == NAMES | {"class_accuracy", *PER_CLASS}
+        assert set(values) == NAMES | ACCURACY
         # Balanced labels: the overall accuracy is the mean over the classes.
         assert values["class_accuracy"] == pytest.approx(np.mean([values[k] for k in PER_CLASS]))
 
-    # The generated column: the classifier's predictions against the labels generate drew.
-    _, run, state = load_run(conditional_run)
-    _, probs = metrics.features(generate(run, state, 200))
+    # The generated column: the classifier's predictions against the labels the samples had.
+    config, run, state = load_run(conditional_run)
+    classifier = load_classifier("mnist")
+    _, probs = metrics.features(draw_samples(config, run.generator, state, 200), classifier)
     overall, per_class = metrics.class_accuracy(probs, np.arange(200) % 10)
     generated = result["generated"]["metrics"]
     assert generated["class_accuracy"] == overall
@@ -155,13 +151,63 @@ def test_evaluate_script_scores_a_conditional_run_by_class_accuracy(
     assert reference["class_accuracy"] >= 0.97
     assert min(reference[k] for k in PER_CLASS) >= 0.85
     train = load_idx_split(mnist_dir, "train")
-    drawn = metrics.reference_draw(train.images, 200)
-    _, real_probs = metrics.features(drawn)
-    labels = metrics.reference_draw(train.labels, 200)
+    _, real_probs = metrics.features(reference_draw(train.images, 200), classifier)
+    labels = reference_draw(train.labels, 200)
     assert reference["class_accuracy"] == metrics.class_accuracy(real_probs, labels)[0]
 
 
-def test_a_conditional_reference_needs_the_training_labels(conditional_run):
+def test_the_reference_needs_the_training_labels(plain_run):
     images = np.zeros((20, 28, 28, 1), np.uint8)
-    with pytest.raises(ValueError, match="needs train_labels"):
-        evaluate_run(conditional_run, Evaluator(images), train_images=images, num_samples=10)
+    with pytest.raises(ValueError, match="needs the training labels"):
+        evaluate_run(plain_run[0], Evaluator(images), train_images=images, num_samples=10)
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file: magic 0x08nn (nn dimensions), the dimensions, the bytes."""
+    dims = b"".join(d.to_bytes(4, "big") for d in array.shape)
+    header = (0x800 + array.ndim).to_bytes(4, "big") + dims
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion(fashion_dir, tmp_path_factory):
+    """A Fashion-MNIST folder of 640 training and 1,000 test images, in its IDX format."""
+    folder = tmp_path_factory.mktemp("fashion")
+    for split, prefix, count in (("train", "train", 640), ("test", "t10k", 1000)):
+        data = load_idx_split(fashion_dir, split).take(count)
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", data.images[..., 0])
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", data.labels)
+    return folder
+
+
+def test_a_fashion_mnist_run_is_scored_by_the_fashion_mnist_classifier(tiny_fashion, tmp_path,
+                                                                       capsys):  # fmt: skip
+    workdir = tmp_path / "run"
+    assert train(["--dataset", "fashion_mnist", "--data-dir", str(tiny_fashion), "--epochs",
+                  "1", "--no-progress", "--workdir", str(workdir)]) == 0  # fmt: skip
+    out = tmp_path / "eval.json"
+    assert evaluate([str(workdir), "--num-samples", "200", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "in the fashion_mnist classifier's feature space" in printed
+    assert "Ankle boot" in printed and "T-shirt/top" in printed  # the classes by name
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "fashion_mnist"
+    # The Fashion-MNIST classifier knows these real images; MNIST's would get about 10% right.
+    assert result["reference"]["metrics"]["class_accuracy"] > 0.8
+    fashion = load_idx_split(tiny_fashion, "train")
+    with pytest.raises(DatasetMismatchError, match="mnist classifier gets only"):
+        Evaluator(fashion.images[:100], "mnist").reference(fashion.images, fashion.labels, 200)
+
+
+def test_a_dataset_without_a_classifier_stops_with_its_name(plain_run, capsys, monkeypatch):
+    monkeypatch.setattr(jaxgan.eval.classifier, "WEIGHTS_FILES", {"fashion_mnist": "x"})
+    assert evaluate([str(plain_run[0]), "--num-samples", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "no classifier for dataset 'mnist'; jaxgan can score ['fashion_mnist']" in err
+
+
+def test_a_damaged_run_config_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"config\.json is not valid JSON"):
+        load_run(tmp_path)

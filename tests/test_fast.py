@@ -1,4 +1,4 @@
-"""parity.fast computes the reference's update: every strategy, both models, float64.
+"""benchmarks.fast computes the reference's update: every strategy, both models, float64.
 
 Both implementations start from the same weights and see the same real MNIST batches and
 noise; after every step their parameters, BatchNorm running statistics, Adam moments and losses
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import fast
 from jaxgan import MODELS, STRATEGIES
-from jaxgan.data import load_idx_split
-from parity import compare, fast, reference
+from jaxgan.training.data import load_idx_split
+from parity import compare, reference
 
 STEPS = 3
 FEATURES = 8  # float64 convolutions are slow on the CPU; the width changes no layout

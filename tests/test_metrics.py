@@ -1,4 +1,4 @@
-"""Tests of jaxgan.metrics against closed forms, scipy, and direct loops over the definitions."""
+"""Tests of jaxgan.eval.metrics against closed forms, scipy, and direct loops over the definitions."""
 
 import itertools
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jaxgan import metrics
-from jaxgan.data import load_idx_split
+from jaxgan.eval import metrics
+from jaxgan.training.data import load_idx_split
 
 
 def _random_spd(rng: np.random.Generator, d: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from jaxgan import MODELS, STRATEGIES
-from jaxgan.data import load_idx_split
+from jaxgan.training.data import load_idx_split
 from parity import compare, reference
 from parity.__main__ import main
 

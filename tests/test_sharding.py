@@ -73,9 +73,9 @@ def _cli(args, devices: int) -> subprocess.Popen:
 def _final_params(workdir):
     import jax
 
-    from jaxgan.checkpoint import Checkpointer
-    from jaxgan.config import TrainConfig
-    from jaxgan.train import Run, run_keys
+    from jaxgan.training.checkpoint import Checkpointer
+    from jaxgan.training.config import TrainConfig
+    from jaxgan.training.loop import Run, run_keys
 
     run = Run.build(TrainConfig.from_json((workdir / "config.json").read_text()))
     like = run.init_state(run_keys(0)["init"])

@@ -1,22 +1,27 @@
-"""The strategy study on a slice of real MNIST: training through the CLI, reuse, resume, report."""
+"""The strategy study on a slice of real MNIST: training, reuse, resume, the report."""
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import jaxgan.study
-from jaxgan.checkpoint import Checkpointer
-from jaxgan.data import load_idx_split
-from jaxgan.evaluation import Evaluator
-from jaxgan.report import compare, write_report
-from jaxgan.strategies import STRATEGIES
-from jaxgan.study import Group, Study, StudyError, ensure_trained, evaluation, run_study
-
-ROOT = Path(__file__).parents[1]
+import experiments.strategy_study.study as study_module
+from experiments.strategy_study.__main__ import main as study_main
+from experiments.strategy_study.claims import compare
+from experiments.strategy_study.report import write_report
+from experiments.strategy_study.study import (
+    Group,
+    Study,
+    StudyError,
+    ensure_trained,
+    evaluation,
+    run_study,
+)
+from jaxgan import STRATEGIES
+from jaxgan.eval import Evaluator
+from jaxgan.training import Checkpointer, load_idx_split
 
 
 def test_group_specs_parse_and_print_back():
@@ -32,13 +37,8 @@ def test_group_specs_parse_and_print_back():
 
 
 def test_a_typo_in_a_group_stops_the_study_before_any_work(mnist_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "compare_strategies", ROOT / "scripts" / "compare_strategies.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     out = tmp_path / "runs"
-    status = module.main(["--group", "dcgan:unit:1:two_pass", "--group", "mpl:unit:1:all",
+    status = study_main(["--group", "dcgan:unit:1:two_pass", "--group", "mpl:unit:1:all",
                           "--data-dir", str(mnist_dir), "--out", str(out)])  # fmt: skip
     assert status == 2
     assert "'mpl:unit:1:all': model must be one of ['mlp', 'dcgan']" in capsys.readouterr().err
@@ -68,7 +68,7 @@ def study_and_results(mnist_dir, tmp_path_factory):
     train = load_idx_split(mnist_dir, "train")
     test = load_idx_split(mnist_dir, "test")
     with pytest.warns(UserWarning, match="only 10 updates"):
-        results = run_study(study, train, test.images[:500])
+        results = run_study(study, train, test.take(500))
     return study, results, train, test
 
 
@@ -94,9 +94,9 @@ def test_a_second_study_reuses_runs_and_scores(study_and_results, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("nothing should be trained or scored again")
 
-    monkeypatch.setattr(jaxgan.study, "train", forbidden)
-    monkeypatch.setattr(jaxgan.study, "evaluate_run", forbidden)
-    again = run_study(study, train, test.images[:500])
+    monkeypatch.setattr(study_module, "train", forbidden)
+    monkeypatch.setattr(study_module, "evaluate_run", forbidden)
+    again = run_study(study, train, test.take(500))
     assert [r["evaluation"] for r in again["runs"]] == [r["evaluation"] for r in results["runs"]]
 
 
@@ -105,7 +105,7 @@ def test_cached_scores_are_not_reused_for_other_test_images_or_seeds(study_and_r
     study, results, _, test = study_and_results
     workdir = Path(results["runs"][0]["workdir"])
     calls = []
-    monkeypatch.setattr(jaxgan.study, "evaluate_run", lambda *a, **k: calls.append(k) or {})
+    monkeypatch.setattr(study_module, "evaluate_run", lambda *a, **k: calls.append(k) or {})
     evaluation(study, workdir, Evaluator(test.images[:500]), 20)
     assert calls == []  # the cached scores match: same step, samples, seed and test images
     evaluation(study, workdir, Evaluator(test.images[500:1000]), 20)
@@ -118,9 +118,9 @@ def test_a_shorter_run_is_resumed_and_a_longer_one_refused(study_and_results, mo
     study, _, train, _ = study_and_results
     longer = Group("mlp", "unit", 3, ("two_pass",))
     calls = []
-    original = jaxgan.study.train
+    original = study_module.train
     monkeypatch.setattr(
-        jaxgan.study, "train", lambda config, workdir, **k: calls.append((config, k)) or
+        study_module, "train", lambda config, workdir, **k: calls.append((config, k)) or
         original(config, workdir, **k),
     )  # fmt: skip
     with pytest.warns(UserWarning, match="only 10 updates"):
@@ -137,11 +137,12 @@ def test_report_names_its_command_and_holds_tables_claims_and_small_figures(
     study, results, _, _ = study_and_results
     report = tmp_path / "docs" / "strategies.md"
     report.parent.mkdir()
-    write_report(study, results, "PYTHONPATH=. python scripts/compare_strategies.py --x", report)
+    write_report(study, results, "python -m experiments.strategy_study --x", report)
     text = report.read_text()
-    assert "PYTHONPATH=. python scripts/compare_strategies.py --x" in text
+    words = " ".join(text.split())  # the template wraps its prose
+    assert "python -m experiments.strategy_study --x" in text
     # The study trained on the first 640 images: 10 updates per epoch, not 60,000 / 64.
-    assert "on 640 MNIST training images in batches of 64 (10 updates per epoch)" in text
+    assert "on 640 MNIST training images in batches of 64 (10 updates per epoch)" in words
     assert "| mlp-unit (2 ep) | `two_pass` |" in text and "| real data | train vs test |" in text
     assert "Method 1 (`shared_joint`)" in text and "Mode collapse" in text
     figures = sorted((tmp_path / "docs" / "strategies").iterdir())

@@ -17,13 +17,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jaxgan.data
-import jaxgan.train
-from jaxgan.checkpoint import Checkpointer
-from jaxgan.cli import main
-from jaxgan.config import ConfigError, TrainConfig
-from jaxgan.data import load_idx_split
-from jaxgan.train import NonFiniteLossError, train
+import jaxgan.training.data
+import jaxgan.training.run
+from jaxgan.__main__ import train as main
+from jaxgan.training import (
+    Checkpointer,
+    ConfigError,
+    NonFiniteLossError,
+    TrainConfig,
+    load_idx_split,
+    run_keys,
+    train,
+)
+from jaxgan.training.logs import plot_losses
 
 ROOT = Path(__file__).parents[1]
 # 640 examples in batches of 64: 10 updates per epoch, logged in dispatches of 4, 4 and 2.
@@ -51,7 +57,8 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
         "--epochs", "1", "--log-every", "5", "--workdir", str(workdir),
     ])  # fmt: skip
     assert status == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err, out = captured.err, captured.out
     assert "steps/s" in err and "g_loss" in err  # the progress bar shows losses and speed
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     losses, scores = records[:-1], records[-1]
@@ -62,7 +69,10 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
     assert 1 <= scores["sample_classifier_score"] <= 10
     assert scores["sample_classes_covered"] in range(1, 11)
     grid = np.asarray(Image.open(workdir / "samples" / "epoch_0001.png"))
-    assert grid.shape == (8 * 28, 8 * 28) and grid.dtype == np.uint8 and grid.std() > 0
+    # 8x8 tiles of 28x28 with 2 pixels of grey between neighbours.
+    assert grid.shape == (8 * 30 - 2, 8 * 30 - 2) and grid.dtype == np.uint8 and grid.std() > 0
+    real = np.asarray(Image.open(workdir / "samples" / "real.png"))
+    assert real.shape == grid.shape and real[:28, :28].max() == 255  # a digit, white on black
     assert Image.open(workdir / "losses.png").size[0] > 0
     assert TrainConfig.from_json((workdir / "config.json").read_text()).strategy == "two_pass"
     assert Checkpointer(workdir).latest_step() == 20
@@ -72,6 +82,20 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
     events.Reload()
     assert [e.step for e in events.Scalars("g_loss")] == [5, 10, 15, 20]
     assert [e.step for e in events.Scalars("sample_classifier_score")] == [20]
+    assert [e.step for e in events.Images("samples")] == [20]
+    # The closing summary: what to look at and what to run next.
+    for text in ("done: 20 steps", "last losses: g_loss", "classifier score",
+                 f"jaxgan-sample {workdir}", f"jaxgan-evaluate {workdir}"):  # fmt: skip
+        assert text in out, out
+
+
+def test_the_loss_plot_of_a_single_log_point_shows_it(tmp_path):
+    record = {"step": 10, "epoch": 1, "g_loss": 2.0, "d_loss": 1.0, "d_real": 0.7, "d_fake": 0.3}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    plot_losses(tmp_path / "metrics.jsonl", tmp_path / "losses.png")
+    pixels = np.asarray(Image.open(tmp_path / "losses.png").convert("RGB")).astype(int)
+    blue = np.abs(pixels - [31, 119, 180]).sum(-1) < 60  # matplotlib's first colour, g_loss
+    assert blue.sum() > 20  # a marker, not an empty axis
 
 
 def test_resume_reaches_the_uninterrupted_parameters_bit_for_bit(mnist_train, tmp_path):
@@ -112,14 +136,14 @@ def test_ctrl_c_saves_mid_epoch_and_resume_matches(mnist_dir, mnist_train, tmp_p
     resumed = Checkpointer(tmp_path / "run")
     config = TrainConfig(**{**SMALL, "log_every": 2, "epochs": 40})
     uninterrupted = run(config, tmp_path / "full", mnist_train)
-    state, _, _ = resumed.restore(uninterrupted, jaxgan.train.run_keys(0))
+    state, _, _ = resumed.restore(uninterrupted, run_keys(0))
     chex.assert_trees_all_equal(state, uninterrupted)
 
 
 def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_last_good_checkpoint(
     mnist_train, tmp_path, monkeypatch
 ):
-    make = jaxgan.train.make_train_step
+    make = jaxgan.training.run.make_train_step
 
     def poisoned(*args, **kwargs):
         step = make(*args, **kwargs)
@@ -129,7 +153,7 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_last_good_checkpoint
 
         return wrapped
 
-    monkeypatch.setattr(jaxgan.train, "make_train_step", poisoned)
+    monkeypatch.setattr(jaxgan.training.run, "make_train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"became nan at step 14.*checkpoint is step 10"):
         run(small(), tmp_path, mnist_train)
     assert Checkpointer(tmp_path).latest_step() == 10
@@ -193,7 +217,7 @@ def test_data_unavailable_is_a_clean_cli_error(tmp_path, capsys, monkeypatch):
 def test_conditional_run_draws_one_grid_row_per_class(mnist_train, tmp_path):
     state = run(small(epochs=1, conditional=True, num_samples=30), tmp_path, mnist_train)
     grid = np.asarray(Image.open(tmp_path / "samples" / "epoch_0001.png"))
-    assert grid.shape == (10 * 28, 3 * 28)
+    assert grid.shape == (10 * 30 - 2, 3 * 30 - 2)
     assert state.g_params["Embed_0"]["embedding"].shape == (10, 10)
     assert "projection" in state.d_params
     with pytest.raises(ConfigError, match="multiple of 10"):
@@ -207,7 +231,7 @@ def test_readme_commands_in_order_offline_then_with_the_data_dir(mnist_dir, tmp_
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JAXGAN_DATA_DIR", raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # no cached MNIST
-    monkeypatch.setattr(jaxgan.data, "_host_reachable", lambda host, timeout: False)
+    monkeypatch.setattr(jaxgan.training.data, "_host_reachable", lambda host, timeout: False)
     assert main(["--strategy", "two_pass"]) == 2
     assert "--data-dir" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

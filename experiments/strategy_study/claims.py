@@ -85,7 +85,8 @@ def group_claims(group: str, results: dict[str, Any], cells: Cells) -> dict[str,
     )
     if tp is None or all(x is None for x in (joint, seq, acc, first)):
         return None
-    claim: dict[str, Any] = {"group": group, "two_pass": summary(tp)}
+    claim: dict[str, Any] = {"group": group, "two_pass": summary(tp), "joint": None,
+                             "method_2": None, "one_pass": None, "d_first": None}  # fmt: skip
     if joint is not None:
         d_fake, _ = mean_std(joint["last_epoch_d_fake"])
         claim["joint"] = {

@@ -153,8 +153,9 @@ def epoch_curve(results: dict[str, Any], group: str) -> tuple[int, list[str]] | 
     curves, samples = [], 0
     for run in results["runs"]:
         if run["group"] == group and run["strategy"] == "two_pass":
-            records = read_metrics(Path(run["workdir"]) / "metrics.jsonl", "sample_classifier_score")
-            curves.append([r["sample_classifier_score"] for r in records])
+            key = "sample_classifier_score"
+            records = read_metrics(Path(run["workdir"]) / "metrics.jsonl", key)
+            curves.append([r[key] for r in records])
             samples = TrainConfig.load(Path(run["workdir"]) / "config.json").score_samples
     if not curves or not all(curves) or len({len(c) for c in curves}) != 1:
         return None

@@ -175,16 +175,16 @@ def evaluation(study: Study, workdir: Path, evaluator: Evaluator, step: int) -> 
     return result
 
 
-def reference(study: Study, evaluator: Evaluator, train_images: np.ndarray) -> dict[str, Any]:
+def reference(study: Study, evaluator: Evaluator, train_set: Dataset) -> dict[str, Any]:
     """The real-data reference (training images against test images), cached in `study.out`."""
     cache = study.out / "reference.json"
     key = {"num_samples": study.num_samples, "seed": study.seed,
-           "test_images": evaluator.fingerprint, "train_images": len(train_images)}  # fmt: skip
+           "test_images": evaluator.fingerprint, "train_images": len(train_set)}  # fmt: skip
     if cache.exists():
         cached = json.loads(cache.read_text())
         if cached.get("key") == key:
             return cached
-    scores = evaluator.reference(train_images, study.num_samples, study.seed)
+    scores = evaluator.reference(train_set.images, train_set.labels, study.num_samples, study.seed)
     result = {"num_samples": study.num_samples, "key": key, **dataclasses.asdict(scores)}
     study.out.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1) + "\n")
@@ -233,7 +233,7 @@ def run_study(study: Study, train_set: Dataset, test_set: Dataset) -> dict[str, 
         "classifier_accuracy": accuracy(evaluator.classifier, test_set),
         "feature_dim": int(evaluator.test_features.shape[1]),
         "machine": f"{os.cpu_count()} CPU cores, jax on {device.platform} ({device.device_kind})",
-        "reference": reference(study, evaluator, train_set.images),
+        "reference": reference(study, evaluator, train_set),
         "runs": [],
     }
     for seed in study.seeds:  # seed-major: a partial study already compares every strategy

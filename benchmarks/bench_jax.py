@@ -1,12 +1,12 @@
-"""jaxgan's side of the benchmark, run in a fresh process by `parity.benchmark`.
+"""jaxgan's side of the benchmark, run in a fresh process by `benchmarks.benchmark`.
 
-`python -m parity.bench_jax SPEC_JSON` prints one JSON object. A fresh process per measurement
-keeps its peak memory its own (`ru_maxrss`), and lets the parent choose the number of
-simulated CPU devices, which XLA fixes when it starts.
+`python -m benchmarks.bench_jax SPEC_JSON` prints one JSON object. A fresh process per
+measurement keeps its peak memory its own (`ru_maxrss`), and lets the parent choose the number
+of simulated CPU devices, which XLA fixes when it starts.
 
-Training is timed through the real loop's hot path (`jaxgan.train`): the dataset on the device
-as `uint8`, `make_chunk_runner` running `chunk` steps per dispatch under `lax.scan` with the
-state donated, and a new epoch order drawn when a chunk would run past the end of an epoch.
+Training is timed through the real loop's hot path (`jaxgan.training.HotLoop`): the dataset on
+the device as `uint8`, `chunk` steps per dispatch under `lax.scan` with the state donated,
+and a new epoch order drawn when a chunk would run past the end of an epoch.
 The first dispatch (tracing, compilation and one chunk) is timed apart from the steady state;
 the steady state is `repeats` dispatches with one host sync, after the last.
 """
@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.config import TrainConfig
-from jaxgan.distributed import DataParallel
 from jaxgan.state import GANState
-from jaxgan.train import Run, epoch_order, make_chunk_runner, run_keys
+from jaxgan.training import Dataset, HotLoop, Run, TrainConfig, run_keys
+from jaxgan.training.distributed import DataParallel
 
 
 def _peak_rss_mb() -> float:
@@ -64,7 +63,7 @@ def step_flops(run: Run) -> float:
 def training_loop(
     config: TrainConfig, images: np.ndarray
 ) -> tuple[Run, GANState, Callable[[GANState], tuple[GANState, dict]]]:
-    """The training loop's hot path, set up as `jaxgan.train` sets it up.
+    """The training loop's hot path (`jaxgan.training.HotLoop`), set up as `train` sets it up.
 
     Returns:
       `(run, state, dispatch)`: `dispatch(state)` runs the next `config.log_every` steps under
@@ -74,25 +73,23 @@ def training_loop(
     Raises:
       ValueError: a chunk is longer than an epoch.
     """
-    steps_per_epoch = config.steps_per_epoch(len(images))
-    if config.log_every > steps_per_epoch:
-        raise ValueError(f"chunk {config.log_every} exceeds an epoch ({steps_per_epoch} steps)")
+    dataset = Dataset(images, np.zeros(len(images), np.int32), "benchmark")
     dp = DataParallel.create(config.devices)
     run = Run.build(config, dp.size)
     keys = run_keys(config.seed)
     state, keys = dp.replicate((run.init_state(keys["init"]), keys))
-    data = dp.replicate((images, np.zeros(len(images), np.int32)))
-    run_chunk = make_chunk_runner(run.step_fn, config, dp)
-    order_fn = jax.jit(epoch_order, static_argnums=2, out_shardings=dp.replicated)
+    hot = HotLoop(run, dp, keys, dataset)
+    if config.log_every > hot.steps_per_epoch:
+        raise ValueError(f"chunk {config.log_every} exceeds an epoch ({hot.steps_per_epoch} steps)")
     epoch, position = 0, 0
-    order = order_fn(keys["data"], epoch, len(images))
+    order = hot.order(epoch)
 
     def dispatch(state):
         nonlocal epoch, position, order
-        if position + config.log_every > steps_per_epoch:
+        if position + config.log_every > hot.steps_per_epoch:
             epoch, position = epoch + 1, 0
-            order = order_fn(keys["data"], epoch, len(images))
-        out = run_chunk(state, data, order, position, keys["noise"], config.log_every)
+            order = hot.order(epoch)
+        out = hot.dispatch(state, order, position, config.log_every)
         position += config.log_every
         return out
 

@@ -22,16 +22,15 @@ import gzip
 import importlib.util
 import os
 import socket
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from jaxgan.choices import NUM_CLASSES, PixelRange
+
 DATA_DIR_ENV = "JAXGAN_DATA_DIR"
-NUM_CLASSES = 10  # every MNIST-format dataset: ten classes, labels 0..9
 Split = Literal["train", "test"]
-PixelRange = Literal["unit", "symmetric"]
 
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IMAGES_MAGIC = 0x803  # unsigned bytes, 3 dimensions
@@ -41,7 +40,6 @@ TFDS_DOWNLOAD_HOSTS = {
     "mnist": "storage.googleapis.com",
     "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
 }
-DATASETS = tuple(TFDS_DOWNLOAD_HOSTS)  # the datasets jaxgan knows by name
 
 
 class DataError(ValueError):
@@ -158,8 +156,8 @@ def load_idx_split(data_dir: str | os.PathLike, split: Split = "train") -> Datas
         raise DataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
-    if len(labels) and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {labels.max()} is outside 0..9")
+    if len(labels) and labels.max() >= NUM_CLASSES:
+        raise DataError(f"{labels_path}: label {labels.max()} is outside 0..{NUM_CLASSES - 1}")
     return Dataset(images[..., None], labels.astype(np.int32), str(data_dir))
 
 
@@ -254,8 +252,3 @@ def to_float(images: np.ndarray, pixel_range: PixelRange = "unit") -> np.ndarray
     if pixel_range == "symmetric":
         return x * np.float32(2) - np.float32(1)
     raise ValueError(f"pixel_range must be 'unit' or 'symmetric', got {pixel_range!r}")
-
-
-def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int = 10) -> np.ndarray:
-    """How many examples of each class, `int64[num_classes]`."""
-    return np.bincount(np.asarray(labels), minlength=num_classes)

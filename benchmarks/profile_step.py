@@ -1,9 +1,9 @@
 """Where jaxgan's training step spends its time on XLA:CPU: a profile of the real loop.
 
-    python scripts/profile_step.py --model mlp --strategy two_pass --batch-size 64
+    python -m benchmarks.profile_step --model mlp --strategy two_pass --batch-size 64
 
-Runs the training loop's hot path (`make_chunk_runner`, set up by `parity.bench_jax` as the
-benchmark times it) under `jax.profiler`, reads the trace's XPlane protobuf (TensorFlow's
+Runs the training loop's hot path (`jaxgan.training.HotLoop`, set up by `benchmarks.bench_jax`
+as the benchmark times it) under `jax.profiler`, reads the trace's XPlane protobuf (TensorFlow's
 `xplane_pb2`, from the `tfds` extra) and sums the time XLA's worker threads spend in each kind
 of operation, per training step:
 
@@ -22,8 +22,6 @@ import collections
 import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _kind(name: str) -> str:
@@ -51,8 +49,8 @@ def profile(
     import numpy as np
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from jaxgan.config import TrainConfig
-    from parity.bench_jax import training_loop
+    from benchmarks.bench_jax import training_loop
+    from jaxgan.training import TrainConfig
 
     config = TrainConfig(model=model, strategy=strategy, batch_size=batch_size, log_every=chunk)
     images = np.random.default_rng(0).integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
@@ -85,7 +83,9 @@ def profile(
 
 def main(argv: list[str] | None = None) -> int:
     """Profiles one configuration and prints the time per step by kind of operation."""
-    p = argparse.ArgumentParser(prog="profile_step.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile_step", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--model", default="mlp", choices=("mlp", "dcgan"))
     p.add_argument("--strategy", default="two_pass")
     p.add_argument("--batch-size", type=int, default=64)

@@ -1,18 +1,12 @@
-"""The training loop: data on the device, many steps per dispatch, the host in sync only at log
-points.
+"""The training loop: logs, sample grids, scores and checkpoints around `HotLoop`'s dispatches.
 
-The training set lives on the device as `uint8`; each epoch's order is a permutation drawn on
-the device from `(data key, epoch)`, and each step's noise is drawn from `(noise key, step)`.
-A dispatch runs `log_every` steps under `lax.scan` with the state donated; only then does the
-host fetch the stacked metrics, check them for NaN or infinity, and log their means. Because
-order and noise are functions of the keys and the step, a run resumed from a checkpoint
-computes exactly what the uninterrupted run computes.
+The host syncs with the device once per dispatch (`log_every` steps): it fetches the stacked
+metrics, checks them for NaN or infinity, and logs their means. After every epoch it draws the
+sample grid, scores the epoch's samples when given a scorer, and saves a checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import signal
 import time
 import warnings
@@ -20,22 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from jaxgan.checkpoint import Checkpointer, saved_steps
-from jaxgan.config import ConfigError, TrainConfig
-from jaxgan.data import NUM_CLASSES, Dataset, load_dataset
-from jaxgan.distributed import DataParallel, to_host
+from jaxgan.models import to_unit_range
 from jaxgan.sampling import generate
-from jaxgan.logs import MetricsLog, plot_losses, save_grid
-from jaxgan.models import OUTPUTS, make_models, to_unit_range
-from jaxgan.state import GANState, adam, create_state
-from jaxgan.strategies import Batch, StepFn, make_train_step
+from jaxgan.state import GANState
+from jaxgan.training.checkpoint import Checkpointer, saved_steps
+from jaxgan.training.config import ConfigError, TrainConfig
+from jaxgan.training.data import NUM_CLASSES, Dataset, load_dataset, to_float
+from jaxgan.training.distributed import DataParallel, to_host
+from jaxgan.training.logs import MetricsLog, plot_losses, save_grid
+from jaxgan.training.run import HotLoop, Run, grid_noise, run_keys, score_noise
 
-KEY_NAMES = ("init", "data", "noise", "sample")
 # Scores a set of generated images in [0, 1], `float32[N, 28, 28, 1]`, as named scalars.
 SampleScorer = Callable[[np.ndarray], dict[str, float]]
 _SHORT = {"classifier_score": "score", "classes_covered": "classes"}  # progress-bar names
@@ -47,137 +39,6 @@ class NonFiniteLossError(FloatingPointError):
 
 class Interrupted(Exception):
     """Training stopped on Ctrl-C after saving a checkpoint."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """The static parts of a run that a config builds: networks, optimizers, the step."""
-
-    config: TrainConfig
-    generator: object
-    discriminator: object
-    step_fn: StepFn
-
-    @classmethod
-    def build(cls, config: TrainConfig, num_devices: int = 1) -> Run:
-        """The run's modules and step; `num_devices` matters only to per-device BatchNorm."""
-        G, D = make_models(
-            config.model,
-            latent_dim=config.latent_dim,
-            output=OUTPUTS[config.pixel_range],
-            bn_epsilon=config.bn_epsilon,
-            features=config.features,
-            num_classes=config.num_classes,
-            bn_groups=num_devices if config.bn_stats == "per_device" else 1,
-        )
-        g_tx, d_tx = cls.optimizers(config)
-        step_fn = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
-        return cls(config, G, D, step_fn)
-
-    @staticmethod
-    def optimizers(config: TrainConfig):
-        betas = (config.beta1, config.beta2)
-        return adam(config.g_lr, *betas), adam(config.d_lr, *betas)
-
-    def init_state(self, key: jax.Array) -> GANState:
-        return create_state(key, self.generator, self.discriminator, *self.optimizers(self.config))
-
-    def generate(self, state: GANState, noise: Batch) -> jax.Array:
-        """Images from `noise` (`z`, or `(z, labels)` if conditional), G in evaluation mode."""
-        return generate(self.generator, state, noise)
-
-
-def load_run(workdir: str | Path, step: int | None = None) -> tuple[TrainConfig, Run, GANState]:
-    """Restores a trained run from its workdir, for sampling or evaluation.
-
-    Args:
-      workdir: a folder `train` wrote: its `config.json` rebuilds the networks and the
-        checkpoint fills in the state.
-      step: which checkpoint (see `Checkpointer.all_steps`); `None` for the newest that reads
-        back whole (a damaged newer one is set aside with a warning).
-
-    Returns:
-      `(config, run, state)`; `run.generate(state, noise)` samples the generator.
-
-    Raises:
-      FileNotFoundError: the folder holds no run, or no checkpoint at `step`.
-      ConfigError: its `config.json` is not a valid config (the message names the file).
-    """
-    config_path = Path(workdir) / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{workdir} holds no training run (no config.json)")
-    config = TrainConfig.load(config_path)
-    run = Run.build(config)
-    keys = run_keys(config.seed)
-    like = run.init_state(keys["init"])
-    checkpoints = Checkpointer(workdir)
-    try:
-        saved = checkpoints.all_steps()
-        if step is None:
-            state, _, _ = checkpoints.restore_newest_good(like, keys)
-        elif step in saved:
-            state, _, _ = checkpoints.restore(like, keys, step)
-        else:
-            raise FileNotFoundError(
-                f"{checkpoints.directory} holds no checkpoint at step {step} (saved: {saved})"
-            )
-    finally:
-        checkpoints.close()
-    return config, run, state
-
-
-def run_keys(seed: int) -> dict[str, jax.Array]:
-    """The run's independent PRNG streams, all derived from one seed."""
-    return dict(zip(KEY_NAMES, jax.random.split(jax.random.key(seed), len(KEY_NAMES)), strict=True))
-
-
-def make_chunk_runner(step_fn: StepFn, config: TrainConfig, dp: DataParallel) -> Callable:
-    """`run(state, (images, labels), order, start, noise_key, length) -> (state, metrics)`.
-
-    Runs `length` (static) consecutive steps of an epoch whose example order is `order`,
-    starting at batch position `start`, under `lax.scan`; jitted with the state donated. Each
-    step's batch and noise are split over `dp`'s devices.
-    """
-    batch_size, latent_dim = config.batch_size, config.latent_dim
-
-    def to_pixels(images):  # exactly ToTensor's x / 255, optionally mapped to [-1, 1]
-        x = images.astype(jnp.float32) / 255
-        return x * 2 - 1 if config.pixel_range == "symmetric" else x
-
-    @functools.partial(
-        jax.jit, static_argnames="length", donate_argnums=0, out_shardings=dp.replicated
-    )
-    def run(state, data, order, start, noise_key, length):
-        images, labels = data
-
-        def body(state, i):
-            idx = jax.lax.dynamic_slice_in_dim(order, (start + i) * batch_size, batch_size)
-            step_key = jax.random.fold_in(noise_key, state.step)
-            noise = jax.random.normal(step_key, (batch_size, latent_dim))
-            real = to_pixels(images[idx])
-            if config.conditional:  # G draws uniformly chosen classes, D sees real labels
-                fake_labels = jax.random.randint(
-                    jax.random.fold_in(step_key, 1), (batch_size,), 0, NUM_CLASSES
-                )
-                real, noise = (real, labels[idx]), (noise, fake_labels)
-            return step_fn(state, *dp.shard_batch((real, noise)))
-
-        return jax.lax.scan(body, state, jnp.arange(length))
-
-    return run
-
-
-def grid_noise(config: TrainConfig, key: jax.Array) -> Batch:
-    """The fixed noise behind every sample grid of a run; conditional: row r draws class r."""
-    z = jax.random.normal(key, (config.grid_size, config.latent_dim))
-    if not config.conditional:
-        return z
-    return z, jnp.repeat(jnp.arange(NUM_CLASSES), config.grid_size // NUM_CLASSES)
-
-
-def epoch_order(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
-    """The permutation of example indices used in `epoch` (drawn on the device under jit)."""
-    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
 
 
 def _first_non_finite(metrics: dict[str, np.ndarray]) -> tuple[int, str] | None:
@@ -348,19 +209,21 @@ class _Loop:
         config = run.config
         self.run, self.dp, self.config, self.keys = run, dp, config, keys
         self.checkpoints, self.workdir = checkpoints, workdir
-        self.steps_per_epoch = config.steps_per_epoch(len(dataset))
-        self.num_examples = len(dataset)
-        self.data = dp.replicate((dataset.images, dataset.labels))
-        self.run_chunk = make_chunk_runner(run.step_fn, config, dp)
-        self.order = jax.jit(epoch_order, static_argnums=2, out_shardings=dp.replicated)
+        self.hot = HotLoop(run, dp, keys, dataset)
+        self.steps_per_epoch = self.hot.steps_per_epoch
         self.sample_noise = dp.replicate(grid_noise(config, keys["sample"]))
         self.scorer = sample_scorer if config.score_samples and dp.is_main else None
         if self.scorer:
             self.score_noise = to_host(score_noise(config, keys["sample"]))
-            self.generate = jax.jit(run.generate)  # on the host's default device
+            # On the host's default device, from a host copy of the state.
+            self.generate = jax.jit(lambda state, noise: generate(run.generator, state, noise))
         self.scores: dict[str, float] = {}
         # Logs, images and the progress bar come from the main process only.
         self.log = MetricsLog(workdir, start_step=start_step) if dp.is_main else None
+        self.grid_rows = NUM_CLASSES if config.conditional else None
+        if dp.is_main:  # the real images beside which to look at the samples
+            real = real_grid_images(dataset, config)
+            save_grid(real, workdir / "samples" / "real.png", rows=self.grid_rows)
         self.bar = tqdm(
             total=config.epochs * self.steps_per_epoch,
             initial=start_step,
@@ -372,7 +235,7 @@ class _Loop:
     def train_epochs(self, state: GANState, interrupt: _StopOnInterrupt) -> GANState:
         epoch, position = divmod(int(to_host(state.step)), self.steps_per_epoch)
         while epoch < self.config.epochs:
-            order = self.order(self.keys["data"], epoch, self.num_examples)
+            order = self.hot.order(epoch)
             while position < self.steps_per_epoch:
                 length = min(self.config.log_every, self.steps_per_epoch - position)
                 state = self._dispatch(state, order, epoch, position, length)
@@ -396,9 +259,7 @@ class _Loop:
     def _dispatch(self, state, order, epoch, position, length):
         first_step = epoch * self.steps_per_epoch + position
         started = time.perf_counter()
-        state, metrics = self.run_chunk(
-            state, self.data, order, position, self.keys["noise"], length
-        )
+        state, metrics = self.hot.dispatch(state, order, position, length)
         metrics = to_host(metrics)  # the one host sync per dispatch
         rate = length / (time.perf_counter() - started)
         _check_finite(metrics, first_step, self.checkpoints)
@@ -417,10 +278,11 @@ class _Loop:
 
     def _end_epoch(self, state, epoch):
         if self.dp.is_main:
-            samples = to_host(self.run.generate(state, self.sample_noise))
+            samples = generate(self.run.generator, state, self.sample_noise)
+            samples = to_host(to_unit_range(samples, self.config.pixel_range))
             path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
-            rows = NUM_CLASSES if self.config.conditional else None
-            save_grid(samples, path, self.config.pixel_range, rows=rows)
+            grid = save_grid(samples, path, rows=self.grid_rows)
+            self.log.image("samples", grid, epoch * self.steps_per_epoch)
         if self.scorer:
             self._score(state, epoch)
         self._save(state, epoch, 0)
@@ -445,13 +307,17 @@ class _Loop:
             self.log.close()
 
 
-def score_noise(config: TrainConfig, sample_key: jax.Array) -> Batch:
-    """The fixed noise of the samples scored after every epoch; conditional: balanced labels."""
-    key = jax.random.fold_in(sample_key, 1)  # apart from the grid's noise
-    z = jax.random.normal(key, (config.score_samples, config.latent_dim))
+def real_grid_images(dataset: Dataset, config: TrainConfig) -> np.ndarray:
+    """As many training images as a sample grid holds, in `[0, 1]`; for a conditional run,
+    the first of each class in the grid's rows."""
+    n = config.grid_size
     if not config.conditional:
-        return z
-    return z, jnp.arange(config.score_samples) % NUM_CLASSES
+        return to_float(dataset.images[:n])
+    per_class = n // NUM_CLASSES
+    picks = np.concatenate(
+        [np.flatnonzero(dataset.labels == c)[:per_class] for c in range(NUM_CLASSES)]
+    )
+    return to_float(dataset.images[picks if len(picks) == n else np.arange(n)])
 
 
 def _check_finite(metrics: dict[str, np.ndarray], first_step: int, checkpoints) -> None:

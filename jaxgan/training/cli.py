@@ -1,4 +1,4 @@
-"""`python scripts/train.py` (also installed as `jaxgan-train`): train a GAN on MNIST.
+"""`jaxgan-train` (also `python -m jaxgan train`, `python scripts/train.py`): train a GAN.
 
 python scripts/train.py --strategy two_pass                      # MNIST through TFDS
 python scripts/train.py --strategy two_pass --data-dir ../shared/data/mnist   # offline
@@ -13,16 +13,22 @@ may change only the resumable ones (`--epochs`, `--log-every`, `--data-dir`, `--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import types
 import typing
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jaxgan.config import ConfigError, TrainConfig, resumable_settings
-from jaxgan.data import DataError, DataUnavailableError
+from jaxgan.training.config import ConfigError, TrainConfig, resumable_settings
+
+if TYPE_CHECKING:
+    from jaxgan.training.loop import SampleScorer
+
+PROG = "jaxgan-train"
 
 EXIT_BAD_SETTING = 2
 EXIT_NON_FINITE = 3
@@ -72,8 +78,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train a GAN on MNIST with one of jaxgan's gradient strategies.",
+        prog=PROG,
+        description="Train a GAN on MNIST (or Fashion-MNIST) with one of jaxgan's gradient "
+        "strategies.",
     )
     add_config_flags(p)
     p.add_argument(
@@ -135,64 +142,98 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return dataclasses.replace(saved, **given)
 
 
-def main(argv: list[str] | None = None, *, sample_scorer=None) -> int:
-    """Runs the CLI; returns the exit status (0, or why it stopped).
+def main(
+    argv: list[str] | None = None,
+    *,
+    scorer_for: Callable[[str], SampleScorer | None] | None = None,
+) -> int:
+    """Runs the train command; returns the exit status (0, or why it stopped).
 
     Args:
       argv: the arguments (default: the process's).
-      sample_scorer: what scores each epoch's samples (see `jaxgan.train.train`); `None`
-        scores with the dataset's classifier when there is one.
+      scorer_for: builds what scores each epoch's samples for a dataset (see
+        `jaxgan.training.train`), or `None` where it cannot; `python -m jaxgan train` passes
+        the evaluation kit's classifier scorer. `None`: the epochs are not scored.
     """
     args = parser().parse_args(argv)
     try:
         config = config_from_args(args)
         config.validate()
     except ConfigError as e:
-        return _fail(f"invalid setting: {e}", EXIT_BAD_SETTING)
+        return fail(PROG, f"invalid setting: {e}")
 
     multi = (args.coordinator_address, args.num_processes, args.process_id)
     if any(v is not None for v in multi):
         if any(v is None for v in multi):
-            return _fail(
-                "a multi-process run needs --coordinator-address, --num-processes and "
-                "--process-id together",
-                EXIT_BAD_SETTING,
-            )
-        from jaxgan.distributed import initialize
+            return fail(PROG, "a multi-process run needs --coordinator-address, "
+                        "--num-processes and --process-id together")  # fmt: skip
+        from jaxgan.training.distributed import initialize
 
         initialize(*multi)  # before any JAX computation
 
-    from jaxgan.quality import classifier_scorer  # jax starts only here
-    from jaxgan.train import Interrupted, NonFiniteLossError, train
+    from jaxgan.training.data import DataError, DataUnavailableError  # jax starts here
+    from jaxgan.training.loop import Interrupted, NonFiniteLossError, train
 
-    if sample_scorer is None and config.score_samples:
-        sample_scorer = classifier_scorer(config.dataset)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", UserWarning)
-            warnings.showwarning = _show_warning
-            train(config, args.workdir, resume=args.resume, progress=not args.no_progress,
-                  sample_scorer=sample_scorer)  # fmt: skip
-    except ConfigError as e:
-        return _fail(f"invalid setting: {e}", EXIT_BAD_SETTING)
-    except (DataUnavailableError, DataError, FileNotFoundError) as e:
-        return _fail(f"data: {e}", EXIT_BAD_SETTING)
-    except NonFiniteLossError as e:
-        return _fail(f"training diverged: {e}", EXIT_NON_FINITE)
-    except Interrupted as e:
-        return _fail(str(e), EXIT_INTERRUPTED)
-    print(f"done: samples, metrics and checkpoints in {args.workdir}")
+    with warnings_to_stderr(PROG):
+        scorer = scorer_for(config.dataset) if scorer_for and config.score_samples else None
+        try:
+            state = train(config, args.workdir, resume=args.resume,
+                          progress=not args.no_progress, sample_scorer=scorer)  # fmt: skip
+        except ConfigError as e:
+            return fail(PROG, f"invalid setting: {e}")
+        except (DataUnavailableError, DataError, FileNotFoundError) as e:
+            return fail(PROG, f"data: {e}")
+        except NonFiniteLossError as e:
+            return fail(PROG, f"training diverged: {e}", EXIT_NON_FINITE)
+        except Interrupted as e:
+            return fail(PROG, str(e), EXIT_INTERRUPTED)
+    print(summary(Path(args.workdir), int(state.step)))
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"train.py: warning: {message}", file=sys.stderr)
+def summary(workdir: Path, step: int) -> str:
+    """What a finished run leaves behind, and the commands that use it."""
+    from jaxgan.training.logs import read_metrics
+
+    records = read_metrics(workdir / "metrics.jsonl")
+    last = records[-1]
+    lines = [
+        f"done: {step} steps in {workdir}",
+        f"  last losses: g_loss {last['g_loss']:.3f}, d_loss {last['d_loss']:.3f} "
+        f"(D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f})",
+    ]
+    scores = read_metrics(workdir / "metrics.jsonl", "sample_classifier_score")
+    if scores:
+        s = scores[-1]
+        lines.append(
+            f"  epoch {s['epoch']} samples: classifier score {s['sample_classifier_score']:.2f}, "
+            f"{s['sample_classes_covered']:.0f} classes covered"
+        )
+    grids = sorted((workdir / "samples").glob("epoch_*.png"))
+    if grids:
+        lines.append(f"  samples: {grids[-1]} (real images: {workdir / 'samples' / 'real.png'})")
+    lines += [
+        f"  loss curves: {workdir / 'losses.png'}; TensorBoard: tensorboard --logdir {workdir}",
+        f"  more samples: jaxgan-sample {workdir} --out grid.png",
+        f"  scores: jaxgan-evaluate {workdir}",
+    ]
+    return "\n".join(lines)
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"train.py: {message}", file=sys.stderr)
+def fail(prog: str, message: str, status: int = EXIT_BAD_SETTING) -> int:
+    """Prints `prog: message` to stderr and returns `status`, for a command's `main`."""
+    print(f"{prog}: {message}", file=sys.stderr)
     return status
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@contextlib.contextmanager
+def warnings_to_stderr(prog: str) -> Iterator[None]:
+    """Shows every warning once, as one line `prog: warning: ...` on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield

@@ -3,10 +3,11 @@
 For each model, strategy and batch size, three measurements on the same MNIST images, the
 same batch size and the same update:
 
-- `jaxgan`: the training loop's hot path (`parity.bench_jax`): `make_chunk_runner`, many steps
-  per dispatch under `lax.scan`, the dataset on the device, the state donated.
-- `notes`: `parity.reference`, the notes' code, in a per-step Python loop (`parity.bench_torch`).
-- `best`: `parity.fast`, the same update without wasted gradients, fused Adam, and
+- `jaxgan`: the training loop's hot path (`benchmarks.bench_jax`): `HotLoop`, many steps per
+  dispatch under `lax.scan`, the dataset on the device, the state donated.
+- `notes`: `parity.reference`, the notes' code, in a per-step Python loop
+  (`benchmarks.bench_torch`).
+- `best`: `benchmarks.fast`, the same update without wasted gradients, fused Adam, and
   `torch.compile` with `--torch-compile`; `tests/test_fast.py` shows it computes what `notes` does.
 
 Every measurement runs in a fresh Python process, which imports one framework only, so its
@@ -34,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxgan.data import DATA_DIR_ENV, load_dataset
-from jaxgan.models import MODELS
-from jaxgan.strategies import STRATEGIES
+from jaxgan.choices import MODEL_NAMES, STRATEGY_NAMES
+from jaxgan.training.data import DATA_DIR_ENV, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("jax", "notes", "best")
@@ -59,7 +59,7 @@ def _positive_ints(value: str, flag: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's command line."""
-    p = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="all", help="'all', 'mlp' or 'dcgan'")
     p.add_argument("--strategy", default="all", help="'all' or comma-separated strategy names")
     p.add_argument("--batch-size", default="64,256", help="comma-separated batch sizes")
@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", help=f"MNIST IDX files (default ${DATA_DIR_ENV}, else TFDS)")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     args = p.parse_args(argv)
-    args.models = _names(args.model, MODELS, "--model")
-    args.strategies = _names(args.strategy, tuple(STRATEGIES), "--strategy")
+    args.models = _names(args.model, MODEL_NAMES, "--model")
+    args.strategies = _names(args.strategy, tuple(STRATEGY_NAMES), "--strategy")
     args.batch_sizes = _positive_ints(args.batch_size, "--batch-size")
     args.sweep = _positive_ints(args.devices_sweep, "--devices-sweep") if args.devices_sweep else []
     if args.sweep_only and not args.sweep:
@@ -119,7 +119,10 @@ def measure_machine(args: argparse.Namespace) -> dict[str, Any]:
     """Each framework's best float32 matmul rate and what it runs on."""
     spec = {"task": "matmul", "size": args.matmul_size, "repeats": args.matmul_repeats,
             "device": args.device, "tf32": args.tf32, "threads": args.threads}  # fmt: skip
-    machine = {"jax": worker("parity.bench_jax", spec), "torch": worker("parity.bench_torch", spec)}
+    machine = {
+        "jax": worker("benchmarks.bench_jax", spec),
+        "torch": worker("benchmarks.bench_torch", spec),
+    }
     machine["peak_gflops"] = max(m["gflops"] for m in machine.values())
     machine["cores"] = len(os.sched_getaffinity(0))
     machine["load_average"] = os.getloadavg()  # other work on the cores skews every number
@@ -134,15 +137,16 @@ def measure_row(
               "data": str(data), "device": args.device, "tf32": args.tf32}  # fmt: skip
     row: dict[str, Any] = {"model": model, "strategy": strategy, "batch_size": batch}
     row["jax"] = worker(
-        "parity.bench_jax", {**common, "chunk": args.chunk, "repeats": args.repeats, "devices": 1}
+        "benchmarks.bench_jax",
+        {**common, "chunk": args.chunk, "repeats": args.repeats, "devices": 1},
     )
     torch_spec = {**common, "steps": args.chunk * args.repeats, "warmup": args.torch_warmup,
                   "threads": args.threads}  # fmt: skip
     row["notes"] = worker(
-        "parity.bench_torch", {**torch_spec, "implementation": "notes", "compile": False}
+        "benchmarks.bench_torch", {**torch_spec, "implementation": "notes", "compile": False}
     )
     row["best"] = worker(
-        "parity.bench_torch",
+        "benchmarks.bench_torch",
         {**torch_spec, "implementation": "best", "compile": args.torch_compile},
     )
     flops = row["jax"]["flops_per_step"]
@@ -165,7 +169,7 @@ def measure_sweep(
             "chunk": args.chunk, "repeats": args.repeats}  # fmt: skip
     points = []
     for n in args.sweep:
-        result = worker("parity.bench_jax", {**spec, "devices": n}, devices=n)
+        result = worker("benchmarks.bench_jax", {**spec, "devices": n}, devices=n)
         points.append({"model": model, "strategy": strategy, "batch_size": batch, **result})
     base = points[0]["steps_per_s"]
     for point in points:

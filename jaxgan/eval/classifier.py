@@ -1,13 +1,14 @@
-"""A small CNN that classifies MNIST digits: the feature extractor behind `jaxgan.metrics`.
+"""A small CNN per dataset, trained on its classes: the feature extractor behind the metrics.
 
 Inception-based scores (FID, IS) need a network trained on the data's own classes; for MNIST an
 ImageNet Inception would have to be downloaded and sees digits out of its domain. This module
-trains a small CNN on MNIST instead and ships its weights with the package
-(`jaxgan/assets/mnist_classifier.msgpack`), so sample quality is measured offline and identically
-everywhere. `scripts/train_classifier.py` is the command that produced the shipped file.
+trains the same small CNN on each dataset instead and ships the weights with the package
+(`jaxgan/eval/assets/<dataset>_classifier.msgpack`), so sample quality is measured offline and
+identically everywhere, in the feature space of the data's own classes.
+`scripts/train_classifier.py --dataset NAME` is the command that produces a shipped file.
 
 Images go in as NHWC `[N, 28, 28, 1]`, either `uint8` in `[0, 255]` or float in `[0, 1]` (what
-`jaxgan.data.to_float` returns; a tanh generator's `[-1, 1]` output must be mapped first).
+`jaxgan.training.data.to_float` returns; a tanh generator's `[-1, 1]` output must be mapped first).
 """
 
 from __future__ import annotations
@@ -26,21 +27,31 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan.data import Dataset
+from jaxgan.training.data import Dataset
 
 Params = Any  # the model's variables as flax returns them: {"params": {layer: {kernel, bias}}}
 Metrics = dict[str, jax.Array]
 EpochLog = Callable[[int, dict[str, float]], None]
 
-WEIGHTS_FILE = "mnist_classifier.msgpack"
+# The shipped weights, by dataset (`scripts/train_classifier.py --dataset NAME --out ...`).
+WEIGHTS_FILES = {
+    "mnist": "mnist_classifier.msgpack",
+    "fashion_mnist": "fashion_mnist_classifier.msgpack",
+}
+SCORED_DATASETS = tuple(WEIGHTS_FILES)
 
 
-class MnistCNN(nn.Module):
+class NoClassifierError(ValueError):
+    """There is no classifier for a dataset, so its samples cannot be scored."""
+
+
+class SmallCNN(nn.Module):
     """Three 3x3 convolutions, each followed by 2x2 max pooling, and two dense layers.
 
     Attributes:
       widths: channels of the three convolutions, at 28x28, 14x14 and 7x7; the last pooling
-        leaves 3x3 (dropping the 7th row and column, blank margin on MNIST), flattened.
+        leaves 3x3 (dropping the 7th row and column, a blank margin in MNIST-format images),
+        flattened.
       feature_dim: width of the penultimate (ReLU) layer, the features the metrics compare.
       num_classes: logits of the head.
     """
@@ -74,7 +85,7 @@ class MnistCNN(nn.Module):
 class Classifier:
     """A trained classifier: the module (its static configuration) and its weights."""
 
-    model: MnistCNN
+    model: SmallCNN
     params: Params
 
 
@@ -93,7 +104,7 @@ def _as_unit_float(images: jax.Array) -> jax.Array:
 
 
 def make_train_step(
-    model: MnistCNN, tx: optax.GradientTransformation
+    model: SmallCNN, tx: optax.GradientTransformation
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
     """Builds the pure update `step(state, images, labels) -> (state, metrics)`.
 
@@ -123,7 +134,7 @@ def make_train_step(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(model: MnistCNN, params: Params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _forward(model: SmallCNN, params: Params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     return model.apply(params, _as_unit_float(images), return_features=True)
 
 
@@ -165,7 +176,7 @@ def accuracy(classifier: Classifier, dataset: Dataset, batch_size: int = 500) ->
 
 @functools.lru_cache(maxsize=4)
 def _optimizer_and_step(
-    model: MnistCNN, learning_rate: float, weight_decay: float, total_steps: int
+    model: SmallCNN, learning_rate: float, weight_decay: float, total_steps: int
 ) -> tuple[optax.GradientTransformation, Callable]:
     # Cached so that runs with one configuration (other seeds, say) reuse one compilation.
     schedule = optax.warmup_cosine_decay_schedule(
@@ -186,7 +197,7 @@ def train_classifier(
     weight_decay: float = 1e-4,
     on_epoch: EpochLog | None = None,
 ) -> Classifier:
-    """Trains `MnistCNN` with AdamW under a warmup-cosine schedule; deterministic given `seed`.
+    """Trains `SmallCNN` with AdamW under a warmup-cosine schedule; deterministic given `seed`.
 
     Args:
       train: the training split (the last partial batch of each shuffled epoch is dropped).
@@ -213,7 +224,7 @@ def train_classifier(
             f"need epochs >= 1 (got {epochs}) and batch_size <= {len(train)} training examples "
             f"(got batch_size={batch_size})"
         )
-    model = MnistCNN()
+    model = SmallCNN()
     tx, step = _optimizer_and_step(model, learning_rate, weight_decay, epochs * steps_per_epoch)
     params = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
@@ -250,31 +261,38 @@ def save_classifier(classifier: Classifier, path: str | os.PathLike) -> None:
         f.write(flax.serialization.to_bytes(classifier.params))
 
 
-def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
-    """Loads classifier weights, by default the ones shipped in `jaxgan/assets/`.
+def load_classifier(dataset: str = "mnist", path: str | os.PathLike | None = None) -> Classifier:
+    """Loads a classifier's weights: the one shipped for `dataset`, or the file at `path`.
 
     Args:
-      path: a file written by `save_classifier`; `None` is the shipped file.
+      dataset: a dataset with shipped weights (`SCORED_DATASETS`).
+      path: a file written by `save_classifier`, which replaces the shipped one.
 
     Returns:
-      The classifier; loads of the shipped file are cached, so repeated calls are free.
+      The classifier; loads of a shipped file are cached, so repeated calls are free.
 
     Raises:
-      ValueError: the file's weights do not fit `MnistCNN()`'s layers and shapes.
+      NoClassifierError: no weights are shipped for `dataset`.
+      ValueError: the file's weights do not fit `SmallCNN()`'s layers and shapes.
     """
-    if path is None:
-        return _load_shipped()
-    with open(path, "rb") as f:
-        return _from_bytes(f.read())
+    if path is not None:
+        with open(path, "rb") as f:
+            return _from_bytes(f.read())
+    if dataset not in WEIGHTS_FILES:
+        raise NoClassifierError(
+            f"no classifier for dataset {dataset!r}; jaxgan can score {list(WEIGHTS_FILES)}"
+        )
+    return _load_shipped(dataset)
 
 
 @functools.cache
-def _load_shipped() -> Classifier:
-    return _from_bytes((importlib.resources.files("jaxgan") / "assets" / WEIGHTS_FILE).read_bytes())
+def _load_shipped(dataset: str) -> Classifier:
+    weights = importlib.resources.files("jaxgan.eval") / "assets" / WEIGHTS_FILES[dataset]
+    return _from_bytes(weights.read_bytes())
 
 
 def _from_bytes(data: bytes) -> Classifier:
-    model = MnistCNN()
+    model = SmallCNN()
     template = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
     params = flax.serialization.from_bytes(target, data)  # checks the tree, not the shapes
@@ -284,6 +302,6 @@ def _from_bytes(data: bytes) -> Classifier:
         if want.shape != got.shape or want.dtype != got.dtype:
             raise ValueError(
                 f"classifier weights {jax.tree_util.keystr(path)}: {got.dtype}{list(got.shape)} "
-                f"in the file, MnistCNN() needs {want.dtype}{list(want.shape)}"
+                f"in the file, SmallCNN() needs {want.dtype}{list(want.shape)}"
             )
     return Classifier(model, jax.tree.map(jnp.asarray, params))

@@ -24,8 +24,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxgan.distributed import to_host
 from jaxgan.state import GANState
+from jaxgan.training.distributed import to_host
 
 Restored = tuple[GANState, dict[str, jax.Array], dict[str, Any]]
 MANIFEST = "jaxgan_manifest.json"

@@ -1,11 +1,11 @@
-"""PyTorch's side of the benchmark, run in a fresh process by `parity.benchmark`.
+"""PyTorch's side of the benchmark, run in a fresh process by `benchmarks.benchmark`.
 
-`python -m parity.bench_torch SPEC_JSON` prints one JSON object. Nothing here imports JAX, so
+`python -m benchmarks.bench_torch SPEC_JSON` prints one JSON object. Nothing here imports JAX, so
 the process's peak memory (`ru_maxrss`) is PyTorch's own.
 
 Training is a per-step Python loop over the whole training set held in memory as one float32
 NCHW tensor on the device: each step indexes a batch out of an epoch's permutation, draws its
-noise and calls a strategy, `parity.reference`'s (the notes' code) or `parity.fast`'s (the same
+noise and calls a strategy, `parity.reference`'s (the notes' code) or `benchmarks.fast`'s (the same
 update without wasted gradients). `warmup` steps run first (with `compile`, they include
 `torch.compile`'s compilation) and are timed apart; the timed steps sync with the device only
 after the last one.
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from parity import fast, reference
+from benchmarks import fast
+from parity import reference
 
 IMPLEMENTATIONS = {"notes": reference, "best": fast}
 

@@ -20,7 +20,7 @@ the notes' order, with gradients that the update then throws away (∇_G d_loss 
 
 The strategies take and return what `parity.reference.STRATEGIES` do, plain or class-conditional
 batches (`(images, labels)`, `(z, gen_labels)`) alike; `torch.compile` may wrap the modules
-(`parity.bench_torch`), which changes no arithmetic the test relies on.
+(`benchmarks.bench_torch`), which changes no arithmetic the test relies on.
 """
 
 from __future__ import annotations

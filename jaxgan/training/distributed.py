@@ -24,8 +24,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "data"
-# BatchNorm statistics of a sharded batch: over the global batch, or per device (DDP).
-BN_STATS = ("global", "per_device")
 
 
 def initialize(coordinator_address: str, num_processes: int, process_id: int) -> None:

@@ -7,24 +7,19 @@ import warnings
 
 import numpy as np
 
-from jaxgan import metrics
-from jaxgan.classifier import load_classifier
-from jaxgan.train import SampleScorer
-
-SCORED_DATASETS = ("mnist",)  # datasets with a shipped classifier
+from jaxgan.eval import metrics
+from jaxgan.eval.classifier import NoClassifierError, load_classifier
+from jaxgan.training.loop import SampleScorer
 
 
 def classifier_scorer(dataset: str) -> SampleScorer | None:
     """A `SampleScorer` of the classifier score (one split) and the classes covered (at least 1%
     of the samples), or `None`, with a warning, for a dataset with no classifier."""
-    if dataset not in SCORED_DATASETS:
-        warnings.warn(
-            f"no classifier for dataset {dataset!r} (there is one for {list(SCORED_DATASETS)}): "
-            f"the epochs' samples are not scored",
-            stacklevel=2,
-        )
+    try:
+        classifier = load_classifier(dataset)
+    except NoClassifierError as e:
+        warnings.warn(f"{e}: the epochs' samples are not scored", stacklevel=2)
         return None
-    classifier = load_classifier()
 
     def score(images: np.ndarray) -> dict[str, float]:
         _, probs = metrics.features(images, classifier)

@@ -38,6 +38,10 @@ class MetricsLog:
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, step)
 
+    def image(self, name: str, grid: np.ndarray, step: int) -> None:
+        """Logs a `uint8` grayscale image (a sample grid) to TensorBoard at `step`."""
+        self._tb.add_image(name, grid, step, dataformats="HW")
+
     def close(self) -> None:
         self._tb.close()
 
@@ -50,35 +54,48 @@ def read_metrics(path: str | Path, key: str | None = "g_loss") -> list[dict]:
     return [r for r in records if key is None or key in r]
 
 
-def image_grid(
-    images: np.ndarray, pixel_range: str = "unit", rows: int | None = None
-) -> np.ndarray:
-    """Tiles `[N, H, W, 1]` images row by row into one `uint8` array.
+def image_grid(images: np.ndarray, rows: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tiles `[N, H, W, 1]` images in `[0, 1]` row by row into one `uint8` array.
 
     Args:
-      images: the images, in `[0, 1]` (or `[-1, 1]` with `pixel_range="symmetric"`).
-      pixel_range: `"unit"` or `"symmetric"`.
+      images: the images, in `[0, 1]` (`jaxgan.to_unit_range` maps a tanh generator's).
       rows: rows of the grid; `None` for a square grid (N must then be a square).
+      padding: pixels of mid-grey between neighbouring tiles, so that they do not run together.
     """
-    images = np.asarray(images, np.float32)
-    if pixel_range == "symmetric":
-        images = (images + 1) / 2
+    images = np.clip(np.asarray(images, np.float32), 0, 1)
     n, h, w, _ = images.shape
     rows = math.isqrt(n) if rows is None else rows
     cols = n // rows
     if rows * cols != n:
         raise ValueError(f"{n} images do not fill a grid of {rows} rows")
-    tiles = images[..., 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3)
-    return np.round(np.clip(tiles.reshape(rows * h, cols * w), 0, 1) * 255).astype(np.uint8)
+    pixels = np.round(images[..., 0] * 255).astype(np.uint8)
+    grid = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding), 128, np.uint8)
+    for i, tile in enumerate(pixels):
+        top, left = (i // cols) * (h + padding), (i % cols) * (w + padding)
+        grid[top : top + h, left : left + w] = tile
+    return grid
 
 
 def save_grid(
-    images: np.ndarray, path: str | Path, pixel_range: str = "unit", rows: int | None = None
-) -> None:
-    """Saves `image_grid(images, pixel_range, rows)` as a PNG, creating the folder."""
+    images: np.ndarray, path: str | Path, rows: int | None = None, padding: int = 2
+) -> np.ndarray:
+    """Saves `image_grid(images, rows, padding)` as a PNG, creating the folder; returns it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, pixel_range, rows), mode="L").save(path)
+    grid = image_grid(images, rows, padding)
+    Image.fromarray(grid, mode="L").save(path)
+    return grid
+
+
+def save_images(images: np.ndarray, folder: str | Path, labels: np.ndarray | None = None) -> None:
+    """Writes each `[0, 1]` image as an 8-bit PNG, `00000.png`, ... (`00000_7.png` with labels)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.round(np.clip(np.asarray(images)[..., 0], 0, 1) * 255).astype(np.uint8)
+    width = max(5, len(str(len(pixels) - 1)))
+    for i, tile in enumerate(pixels):
+        suffix = "" if labels is None else f"_{int(labels[i])}"
+        Image.fromarray(tile, mode="L").save(folder / f"{i:0{width}d}{suffix}.png")
 
 
 def plot_losses(metrics_path: str | Path, out: str | Path, title: str = "") -> None:
@@ -91,12 +108,13 @@ def plot_losses(metrics_path: str | Path, out: str | Path, title: str = "") -> N
     records = read_metrics(metrics_path)
     steps = [r["step"] for r in records]
     fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    marker = "o" if len(steps) < 30 else None  # a few points (a short run) stay visible
     for name in ("g_loss", "d_loss"):
-        ax_loss.plot(steps, [r[name] for r in records], label=name)
+        ax_loss.plot(steps, [r[name] for r in records], marker=marker, label=name)
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
     for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
-        ax_d.plot(steps, [r[name] for r in records], label=label)
+        ax_d.plot(steps, [r[name] for r in records], marker=marker, label=label)
     ax_d.set_ylabel("mean D output")
     ax_d.set_xlabel("step")
     ax_d.set_ylim(0, 1)

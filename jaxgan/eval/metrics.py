@@ -1,10 +1,11 @@
-"""Sample-quality metrics for MNIST GANs, in the feature space of `jaxgan.classifier`.
+"""Sample-quality metrics for GANs on MNIST-format data, in a classifier's feature space.
 
-Every metric compares generated images with real ones through the shipped MNIST classifier:
-its 128-d penultimate features stand in for Inception's pool features and its softmax for
-Inception's class probabilities. Absolute values are therefore comparable only between runs
-that use the same classifier weights, never with published Inception-based numbers; compare a
-model with `reference_metrics`, the same metrics for real training images against test images.
+Every metric compares generated images with real ones through a classifier trained on the
+dataset (`jaxgan.eval.classifier`): its 128-d penultimate features stand in for Inception's
+pool features and its softmax for Inception's class probabilities. Absolute values are
+therefore comparable only between runs scored with the same classifier weights, never with
+published Inception-based numbers; compare a model with real training images scored the same
+way (`jaxgan.eval.Evaluator.reference`).
 
 The statistics run in float64 numpy on the host, where the matrix square root and the kernel
 sums are accurate; only the classifier's forward passes run under jit.
@@ -12,12 +13,13 @@ sums are accurate; only the classifier's forward passes run under jit.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from jaxgan.classifier import Classifier, features_and_logits, load_classifier
+from jaxgan.eval.classifier import Classifier, features_and_logits
 
 
 class Coverage(NamedTuple):
@@ -29,13 +31,13 @@ class Coverage(NamedTuple):
 
 
 def features(
-    images: np.ndarray | jax.Array, classifier: Classifier | None = None, batch_size: int = 500
+    images: np.ndarray | jax.Array, classifier: Classifier, batch_size: int = 500
 ) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's penultimate features and class probabilities for a set of images.
 
     Args:
       images: NHWC `[N, 28, 28, 1]`, `uint8` in `[0, 255]` or float in `[0, 1]`.
-      classifier: defaults to the shipped weights (`load_classifier()`).
+      classifier: the dataset's (`jaxgan.eval.load_classifier(dataset)`).
       batch_size: images per jitted forward pass.
 
     Returns:
@@ -54,8 +56,6 @@ def features(
                 f"float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]; map a "
                 f"tanh output in [-1, 1] with (x + 1) / 2"
             )
-    if classifier is None:
-        classifier = load_classifier()
     feats, logits = features_and_logits(classifier, images, batch_size)
     shifted = np.asarray(logits, np.float64) - logits.max(axis=-1, keepdims=True)
     return feats, np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
@@ -313,30 +313,6 @@ def precision_recall(
     return precision, recall
 
 
-def evaluate_samples(
-    samples: np.ndarray | jax.Array,
-    reference_images: np.ndarray | jax.Array,
-    *,
-    classifier: Classifier | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """Every metric of this module for generated samples against real reference images.
-
-    Args:
-      samples: generated images, `[N, 28, 28, 1]`, `uint8` or float in `[0, 1]`.
-      reference_images: real images in the same format, usually the 10,000 test images.
-      classifier: defaults to the shipped weights.
-      **kwargs: passed to `evaluate_features` (`kid_subsets`, `score_splits`, `seed`,
-        `labels`, ...).
-
-    Returns:
-      `evaluate_features` of the two image sets' classifier outputs.
-    """
-    sample_features, sample_probs = features(samples, classifier)
-    reference_features, _ = features(reference_images, classifier)
-    return evaluate_features(sample_features, sample_probs, reference_features, **kwargs)
-
-
 def evaluate_features(
     sample_features: np.ndarray,
     sample_probs: np.ndarray,
@@ -347,6 +323,7 @@ def evaluate_features(
     score_splits: int = 10,
     seed: int = 0,
     labels: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Every metric of this module from classifier outputs (see `features`), computed once each.
 
@@ -358,16 +335,23 @@ def evaluate_features(
       seed: seeds KID's subset draws.
       labels: for conditional samples, the class each was drawn for; adds `class_accuracy`
         and `class_accuracy_<k>` for each class k (see `class_accuracy`).
+      progress: told the name of each metric as its computation starts.
 
     Returns:
       A flat dict: `frechet_distance`; `kid` and `kid_std` (MMD^2 over subsets); `precision`
       and `recall` (k=3); `classifier_score` and `classifier_score_std`; `classes_covered`
       (classes with at least 1% of the samples) and `class_kl_uniform` (nats), of the samples.
     """
+    stage = progress or (lambda name: None)
+    stage("Fréchet distance")
+    fd = frechet_distance(sample_features, reference_features)
+    stage("KID")
     kid, kid_std = kernel_inception_distance(
         sample_features, reference_features, kid_subsets, kid_subset_size, seed
     )
+    stage("precision and recall")
     precision, recall = precision_recall(reference_features, sample_features)
+    stage("classifier score")
     score, score_std = classifier_score(sample_probs, score_splits)
     coverage = class_coverage(sample_probs)
     conditional = {}
@@ -376,7 +360,7 @@ def evaluate_features(
         conditional = {"class_accuracy": overall}
         conditional.update({f"class_accuracy_{k}": float(a) for k, a in enumerate(per_class)})
     return {
-        "frechet_distance": frechet_distance(sample_features, reference_features),
+        "frechet_distance": fd,
         "kid": kid,
         "kid_std": kid_std,
         "precision": precision,
@@ -387,67 +371,6 @@ def evaluate_features(
         "class_kl_uniform": coverage.kl_uniform,
         **conditional,
     }
-
-
-def reference_metrics(
-    train_images: np.ndarray,
-    test_images: np.ndarray,
-    num_samples: int | None = None,
-    *,
-    seed: int = 0,
-    train_labels: np.ndarray | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """The metrics of real data: a random subset of training images scored as if generated.
-
-    A generator that reproduced its training distribution exactly would score this, at the
-    same sample count: the floor set by sampling noise (FID is biased upwards at small sample
-    counts; KID is not) and by the train/test gap, which includes the classifier having been
-    trained on these images. With the shipped weights, FID between random disjoint halves of
-    the test set is about 1.0 at 5,000 images each and 6 to 9 at 1,000; training against test
-    images gives about 2.1 and 8 to 10.
-
-    Args:
-      train_images: the real training images, `uint8[N, 28, 28, 1]`.
-      test_images: the reference set `evaluate_samples` compares against.
-      num_samples: training images drawn without replacement; use the generated sample count
-        (default: `len(test_images)`).
-      seed: seeds the draw and KID's subsets.
-      train_labels: the training labels, to report the classifier's accuracy on the drawn
-        images as the reference for a conditional generator's `class_accuracy`.
-      **kwargs: passed to `evaluate_samples` (`classifier`, `kid_subsets`, ...).
-
-    Returns:
-      `evaluate_samples` of the drawn training images against `test_images`.
-
-    Raises:
-      ValueError: `train_labels` and `train_images` differ in length.
-    """
-    num_samples = len(test_images) if num_samples is None else num_samples
-    images, labels = reference_draw(train_images, num_samples, seed), None
-    if train_labels is not None:
-        if len(train_labels) != len(train_images):
-            raise ValueError(f"{len(train_labels)} labels for {len(train_images)} images")
-        labels = reference_draw(train_labels, num_samples, seed)
-    return evaluate_samples(images, test_images, seed=seed, labels=labels, **kwargs)
-
-
-def reference_draw(train_images: np.ndarray, num_samples: int, seed: int = 0) -> np.ndarray:
-    """The training images that `reference_metrics` scores.
-
-    The draw depends only on `len(train_images)`, `num_samples` and `seed`, so passing the
-    training labels instead draws the labels of the same images.
-
-    Args:
-      train_images: the real training images (or an array aligned with them, such as labels).
-      num_samples: how many to draw, without replacement.
-      seed: seeds the draw.
-
-    Returns:
-      The drawn rows, in their order in `train_images`.
-    """
-    draw = np.random.default_rng(seed).choice(len(train_images), num_samples, replace=False)
-    return np.asarray(train_images)[np.sort(draw)]
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

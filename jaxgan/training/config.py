@@ -1,7 +1,8 @@
 """The one typed object that describes a training run, with its validation.
 
 Every setting is declared once, as a `TrainConfig` field with its default, its allowed values
-and a one-line help; the command line (`jaxgan.cli`) is generated from these fields.
+and a one-line help; the command line (`jaxgan.training.cli`) is generated from these fields.
+This module imports no JAX, so the command line parses and checks its flags at once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from jaxgan.data import DATASETS, NUM_CLASSES
-from jaxgan.distributed import BN_STATS
-from jaxgan.losses import LOSSES
-from jaxgan.models import BN_EPSILON, MODELS, PIXEL_RANGES, PixelRange
-from jaxgan.strategies import STRATEGIES
+from jaxgan.choices import (
+    BN_EPSILON,
+    DATASETS,
+    LOSS_NAMES,
+    MODEL_NAMES,
+    NUM_CLASSES,
+    PIXEL_RANGES,
+    STRATEGY_NAMES,
+    PixelRange,
+)
+
+# BatchNorm statistics of a batch split over devices: over the global batch, or per device.
+BN_STATS = ("global", "per_device")
 
 # Fewer updates per epoch than this earns a warning: the notes' batch=10000 slip made 6.
 FEW_UPDATES_PER_EPOCH = 100
@@ -54,14 +63,14 @@ class TrainConfig:
 
     strategy: str = setting(
         "two_pass", "which gradients G and D receive (README: the five strategies)",
-        choices=tuple(STRATEGIES),
+        choices=STRATEGY_NAMES,
     )  # fmt: skip
     model: str = setting(
-        "mlp", "the notes' MLP, or a DCGAN (transposed/strided convolutions)", choices=MODELS
+        "mlp", "the notes' MLP, or a DCGAN (transposed/strided convolutions)", choices=MODEL_NAMES
     )
     loss: str = setting(
         "bce", "bce: sigmoid + PyTorch's BCELoss exactly; bce_logits: the stable form on logits",
-        choices=tuple(LOSSES),
+        choices=LOSS_NAMES,
     )  # fmt: skip
     dataset: str = setting(
         "mnist", "the dataset: through TFDS, or the one whose IDX files --data-dir holds",

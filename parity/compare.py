@@ -213,6 +213,7 @@ def run(
     torch_dtype: str = "float64",
     reference_strategy: str | None = None,
     reference_inputs: tuple[Batches, Batches] | None = None,
+    reference_epsilon: float | None = None,
 ) -> list[Row]:
     """Trains jaxgan and the reference from the same weights on the same inputs.
 
@@ -236,6 +237,7 @@ def run(
         shows that the check notices when semantics differ.
       reference_inputs: the reference's `(real, noise)`, jaxgan's by default; different ones
         (labels shuffled, say) likewise show that the check notices.
+      reference_epsilon: the reference's BatchNorm epsilon, `bn_epsilon` by default.
 
     Returns:
       One `Row` per step.
@@ -259,7 +261,8 @@ def run(
         state = create(jax.random.key(seed), G, D, tx, tx)
         stack.enter_context(jax.enable_x64(jax_dtype == "float64"))
         state = jax.tree.map(lambda x: x.astype(jdtype) if x.dtype.kind == "f" else x, state)
-        ref_models = reference.make_models(model, features, num_classes, bn_epsilon)
+        ref_epsilon = bn_epsilon if reference_epsilon is None else reference_epsilon
+        ref_models = reference.make_models(model, features, num_classes, ref_epsilon)
         tG, tD = (m.to(tdev, tdtype) for m in ref_models)
         oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
         convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)

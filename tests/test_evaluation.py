@@ -21,6 +21,16 @@ ROOT = Path(__file__).parents[1]
 NAMES = {"frechet_distance", "kid", "kid_std", "precision", "recall", "classifier_score",
          "classifier_score_std", "classes_covered", "class_kl_uniform"}  # fmt: skip
 PER_CLASS = [f"class_accuracy_{k}" for k in range(10)]
+# Generated pixels compared in float64: each is the tanh or sigmoid of a chain of sums of at most
+# 1024 products, rounded to ~1e-13 in any order; 1e-9 leaves a margin of 1e4. (In float32 the
+# rounding, ~1e-7, would depend on how the GEMMs are blocked for each batch size.)
+ATOL64 = 1e-9
+
+
+def _float64(tree):
+    return jax.tree.map(
+        lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, tree
+    )
 
 
 def _evaluate_cli():
@@ -51,11 +61,14 @@ def test_generate_maps_a_tanh_generator_to_unit_range_in_batches():
     config = TrainConfig(model="mlp", pixel_range="symmetric")
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = generate(run, state, num_samples=10, seed=3, batch_size=4)
-    noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim))
-    raw = np.asarray(run.generate(state, noise))
+    with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
+        state = _float64(state)
+        images = generate(run, state, num_samples=10, seed=3, batch_size=4)
+        noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim))
+        raw = np.asarray(run.generate(state, noise))
+    assert images.dtype == raw.dtype == np.float64
     assert images.shape == (10, 28, 28, 1) and raw.min() < 0
-    np.testing.assert_allclose(images, (raw + 1) / 2, atol=1e-6)
+    np.testing.assert_allclose(images, (raw + 1) / 2, atol=ATOL64)
 
 
 def test_balanced_labels_cycle_through_the_classes():
@@ -68,12 +81,15 @@ def test_generate_feeds_a_conditional_generator_balanced_labels_in_batches():
     config = TrainConfig(model="mlp", conditional=True)
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = generate(run, state, num_samples=25, seed=3, batch_size=10)
-    noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim))
-    raw = np.asarray(run.generate(state, (noise, np.arange(25) % 10)))
-    np.testing.assert_allclose(images, raw, atol=1e-6)
-    # The labels reach the generator: the same noise drawn as one class gives other images.
-    all_zeros = np.asarray(run.generate(state, (noise, np.zeros(25, np.int32))))
+    with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
+        state = _float64(state)
+        images = generate(run, state, num_samples=25, seed=3, batch_size=10)
+        noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim))
+        raw = np.asarray(run.generate(state, (noise, np.arange(25) % 10)))
+        # The labels reach the generator: the same noise drawn as one class gives other images.
+        all_zeros = np.asarray(run.generate(state, (noise, np.zeros(25, np.int32))))
+    assert images.dtype == raw.dtype == np.float64
+    np.testing.assert_allclose(images, raw, atol=ATOL64)
     assert np.abs(images - all_zeros).max() > 1e-3
 
 

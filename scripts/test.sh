@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs jaxgan with everything its tests need, then runs the linter and the test suite.
 # Uses the active virtual environment, or creates .venv beside the checkout.
+#
+# The tests run in JAXGAN_TEST_WORKERS processes (pytest-xdist; default 2). XLA's persistent
+# compilation cache, in a folder that lives as long as this script, lets the workers and the
+# training runs they start reuse what another already compiled. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +20,6 @@ python -m pip install -q -e ".[torch,tfds,dev]"
 
 ruff check .
 ruff format --check .
-python -m pytest -q "$@"
+cache="$(mktemp -d)"
+trap 'rm -rf "$cache"' EXIT
+JAX_COMPILATION_CACHE_DIR="$cache" python -m pytest -q -n "${JAXGAN_TEST_WORKERS:-2}" --dist loadgroup "$@"

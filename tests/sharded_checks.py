@@ -3,12 +3,18 @@
 XLA must be told how many CPU devices to simulate before JAX starts, so these run as
 `XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/sharded_checks.py CHECK`;
 each prints one JSON object of measurements for the test to judge.
+
+The comparisons of a sharded step with a single-device one run in float64 (`jax.enable_x64`):
+the state is initialized in float32 as in training and cast, exactly, to float64, and so are
+the batches. Then the order of the sums across devices changes results by ~1e-16 relative, on
+any CPU, and the tests' bounds (tests/test_sharding.py) do not depend on the machine.
 """
 
 import json
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
@@ -17,17 +23,30 @@ from jaxgan.training.distributed import DataParallel
 BATCH = 16  # global batch: 4 examples per device
 
 
+def _float64(tree):
+    return jax.tree.map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
 def _batch(seed):
-    real = jax.random.uniform(jax.random.key(seed), (BATCH, 28, 28, 1))
-    noise = jax.random.normal(jax.random.key(seed + 1), (BATCH, 100))
-    return real, noise
+    real = jax.random.uniform(jax.random.key(seed), (BATCH, 28, 28, 1), jnp.float32)
+    noise = jax.random.normal(jax.random.key(seed + 1), (BATCH, 100), jnp.float32)
+    return _float64((real, noise))
+
+
+def _initial(model, bn_groups=1):
+    """The float32 initial state of `model`, cast to float64 (call under `enable_x64`)."""
+    G, D = make_models(model, features=8, bn_groups=bn_groups)
+    tx = adam()
+    state = _float64(create_state(jax.random.key(0), G, D, tx, tx))
+    return G, D, tx, state
 
 
 def _train(model, strategy, dp: DataParallel, bn_groups=1, steps=3):
-    """`steps` Adam steps on fixed batches, the batch split over `dp`'s devices."""
-    G, D = make_models(model, features=8, bn_groups=bn_groups)
-    tx = adam()
-    state = dp.replicate(create_state(jax.random.key(0), G, D, tx, tx))
+    """`steps` Adam steps on fixed batches, the batch split over `dp`'s devices, in float64."""
+    G, D, tx, state = _initial(model, bn_groups)
+    state = dp.replicate(state)
     step = jax.jit(
         make_train_step(strategy, G, D, tx, tx),
         in_shardings=(dp.replicated, dp.batch, dp.batch),
@@ -37,7 +56,9 @@ def _train(model, strategy, dp: DataParallel, bn_groups=1, steps=3):
     for seed in range(steps):
         real, noise = _batch(10 * seed)
         state, _ = step(state, jax.device_put(real, dp.batch), jax.device_put(noise, dp.batch))
-    return jax.device_get(state)
+    state = jax.device_get(state)
+    assert all(x.dtype == np.float64 for x in jax.tree.leaves(state.g_params)), "not float64"
+    return state
 
 
 def _max_diff(a, b):
@@ -51,19 +72,19 @@ def step_equivalence():
     """Sharded over 4 devices against one device, same global batches, every strategy."""
     four, one = DataParallel.create(4), DataParallel.create(1)
     out = {}
-    for model in ("mlp", "dcgan"):
-        for strategy in STRATEGIES:
-            sharded = _train(model, strategy, four)
-            single = _train(model, strategy, one)
-            out[f"{model}/{strategy}"] = {
-                "params": _max_diff((sharded.g_params, sharded.d_params),
-                                    (single.g_params, single.d_params)),
-                "batch_stats": _max_diff((sharded.g_batch_stats, sharded.d_batch_stats),
-                                         (single.g_batch_stats, single.d_batch_stats)),
-                "moved": _max_diff(single.g_params, create_state(
-                    jax.random.key(0), *make_models(model, features=8), adam(), adam()
-                ).g_params),
-            }  # fmt: skip
+    with jax.enable_x64(True):
+        for model in ("mlp", "dcgan"):
+            initial = _initial(model)[3]
+            for strategy in STRATEGIES:
+                sharded = _train(model, strategy, four)
+                single = _train(model, strategy, one)
+                out[f"{model}/{strategy}"] = {
+                    "params": _max_diff((sharded.g_params, sharded.d_params),
+                                        (single.g_params, single.d_params)),
+                    "batch_stats": _max_diff((sharded.g_batch_stats, sharded.d_batch_stats),
+                                             (single.g_batch_stats, single.d_batch_stats)),
+                    "moved": _max_diff(single.g_params, initial.g_params),
+                }  # fmt: skip
     return out
 
 
@@ -71,9 +92,10 @@ def per_device_batchnorm():
     """bn_stats="per_device": 4 devices equal one device with 4 BatchNorm groups, and differ
     from global statistics."""
     four, one = DataParallel.create(4), DataParallel.create(1)
-    sharded = _train("dcgan", "two_pass", four, bn_groups=4)
-    grouped = _train("dcgan", "two_pass", one, bn_groups=4)
-    global_stats = _train("dcgan", "two_pass", four, bn_groups=1)
+    with jax.enable_x64(True):
+        sharded = _train("dcgan", "two_pass", four, bn_groups=4)
+        grouped = _train("dcgan", "two_pass", one, bn_groups=4)
+        global_stats = _train("dcgan", "two_pass", four, bn_groups=1)
     return {
         "sharded_vs_grouped": _max_diff(sharded.g_params, grouped.g_params),
         "per_device_vs_global": _max_diff(sharded.g_params, global_stats.g_params),

@@ -50,15 +50,33 @@ def test_training_is_deterministic_given_the_seed_and_learns(mnist_dir):
 
 def test_features_and_logits_batches_match_one_forward_pass(mnist_dir):
     images = load_idx_split(mnist_dir, "test").images[:37]
+    floats = images.astype(np.float32) / 255  # correctly rounded, unlike XLA's x / 255
     shipped = clf.load_classifier()
-    features, logits = clf.features_and_logits(shipped, images, batch_size=16)
-    chex.assert_shape((features, logits), ((37, 128), (37, 10)))
-    direct = shipped.model.apply(
-        shipped.params, jnp.asarray(images, jnp.float32) / 255, return_features=True
-    )
-    chex.assert_trees_all_close((features, logits), direct, atol=1e-4, rtol=1e-4)
-    as_float = clf.features_and_logits(shipped, images.astype(np.float32) / 255, batch_size=64)
-    chex.assert_trees_all_close(as_float, (features, logits), atol=1e-5, rtol=1e-5)
+    with jax.enable_x64(True):
+        # In float64 (the shipped weights cast exactly), where batching changes results only by
+        # rounding of ~1e-15 relative on any CPU, not by float32's ~1e-7 that depends on how
+        # the GEMMs are blocked for each batch size.
+        params = jax.tree.map(lambda x: x.astype(jnp.float64), shipped.params)
+        shipped = clf.Classifier(shipped.model, params)
+        features, logits = clf.features_and_logits(shipped, images, batch_size=16)
+        chex.assert_shape((features, logits), ((37, 128), (37, 10)))
+        direct = shipped.model.apply(
+            shipped.params, jnp.asarray(images, jnp.float32) / 255, return_features=True
+        )
+        as_float = clf.features_and_logits(shipped, floats, batch_size=64)
+        direct_float = shipped.model.apply(shipped.params, floats, return_features=True)
+    assert features.dtype == logits.dtype == direct[1].dtype == np.float64
+    # Each output is a chain of sums of at most 3 x 3 x 64 = 576 products: float64 rounding is
+    # ~1e-13 of the largest values (features and logits of order 10); 1e-9 leaves 1e4.
+    chex.assert_trees_all_close((features, logits), direct, atol=1e-9 * 10, rtol=1e-9)
+    chex.assert_trees_all_close(as_float, direct_float, atol=1e-9 * 10, rtol=1e-9)
+    # Float images give what uint8 ones give, up to the rounding of x / 255 to float32: numpy's
+    # is correctly rounded (0.5 ulp), XLA's is not (1.25 ulp here; a division through the
+    # reciprocal stays within 2.5), so the inputs differ by at most 3 ulp (3.6e-7 for pixels up
+    # to 1). On these images every output's gradient has an L1 norm of at most 150 over the
+    # pixels (the classifier is piecewise linear), so outputs differ by at most
+    # 150 * 3.6e-7 = 5.4e-5; 1e-4 bounds that. A second division by 255 would move them by ~10.
+    chex.assert_trees_all_close(as_float, (features, logits), atol=1e-4, rtol=0)
     assert np.all(features >= 0) and np.any(features > 0)  # post-ReLU and not dead
 
 

@@ -1,7 +1,9 @@
 """flax <-> PyTorch conversion: exact both ways, and converted models compute the same outputs.
 
 Every test that converts runs on both models, plain and class-conditional (label embeddings,
-projection discriminators).
+projection discriminators). Conversions are exact, so they are compared bit for bit; outputs of
+converted models are compared in float64 on both sides, where two correct implementations agree
+to ~1e-14 whatever their order of summation.
 """
 
 import jax
@@ -13,10 +15,24 @@ import torch
 from jaxgan import MODELS, adam, create_state, make_models, make_train_step
 from parity import convert, reference
 
+# `trained` is built once per module: under pytest-xdist, keep the module in one worker.
+pytestmark = pytest.mark.xdist_group("test_convert")
+
 FEATURES = 8  # the DCGAN narrowed so that the tests stay fast; layouts do not depend on it
 NUM_CLASSES = 10
 # (model, conditional): both families, plain and class-conditional.
 CASES = [(model, conditional) for model in MODELS for conditional in (False, True)]
+# Outputs below are of order 1 (images in [0, 1], probabilities near 1/2, the latent layer's
+# N(0, 1)-sized sums) and sums of at most ~1e4 products: float64 rounding of either side is at
+# most ~1e4 * 1.1e-16 ~ 1e-12 of them. 1e-9 leaves a margin of 1000.
+ATOL64 = 1e-9
+
+
+def as_float64(tree):
+    """Every floating-point leaf cast exactly to float64 (call under `jax.enable_x64`)."""
+    return jax.tree.map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
 
 
 def case_id(case) -> str:
@@ -134,42 +150,51 @@ def nchw(x):
 def test_converted_models_compute_the_same_outputs(trained, train):
     model, conditional, G, D, state = trained
     tG, tD, oG, oD = torch_side(model, conditional)
-    convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
-    tG.train(train)
-    tD.train(train)
-    z = jax.random.normal(jax.random.key(5), (16, 100))
-    # Every class, so that every row of each embedding takes part.
-    labels = (jnp.arange(16) % NUM_CLASSES,) if conditional else ()
-    torch_labels = tuple(torch.tensor(np.asarray(y)).long() for y in labels)
-    images, _ = G.apply(
-        {"params": state.g_params, "batch_stats": state.g_batch_stats},
-        z,
-        *labels,
-        train=train,
-        mutable=["batch_stats"],
-    )
-    logits, _ = D.apply(
-        {"params": state.d_params, "batch_stats": state.d_batch_stats},
-        images,
-        *labels,
-        train=train,
-        mutable=["batch_stats"],
-    )
+    tG, tD = tG.double(), tD.double()
+    with jax.enable_x64(True):
+        state = as_float64(state)
+        convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
+        tG.train(train)
+        tD.train(train)
+        z = jax.random.normal(jax.random.key(5), (16, 100), jnp.float32).astype(jnp.float64)
+        # Every class, so that every row of each embedding takes part.
+        labels = (jnp.arange(16) % NUM_CLASSES,) if conditional else ()
+        torch_labels = tuple(torch.tensor(np.asarray(y)).long() for y in labels)
+        images, _ = G.apply(
+            {"params": state.g_params, "batch_stats": state.g_batch_stats},
+            z,
+            *labels,
+            train=train,
+            mutable=["batch_stats"],
+        )
+        logits, _ = D.apply(
+            {"params": state.d_params, "batch_stats": state.d_batch_stats},
+            images,
+            *labels,
+            train=train,
+            mutable=["batch_stats"],
+        )
+        probs = jax.nn.sigmoid(logits)
+    assert images.dtype == probs.dtype == jnp.float64
     with torch.no_grad():
         torch_images = tG(torch.tensor(np.asarray(z)), *torch_labels)
         torch_probs = tD(nchw(images), *torch_labels)
-    # The images are in [0, 1] and the probabilities near 1/2: float32 rounding is ~1e-7.
-    np.testing.assert_allclose(images, torch_images.permute(0, 2, 3, 1).numpy(), rtol=0, atol=5e-7)
-    np.testing.assert_allclose(jax.nn.sigmoid(logits), torch_probs[:, 0].numpy(), rtol=0, atol=5e-7)
+    assert torch_images.dtype == torch_probs.dtype == torch.float64
+    torch_images = torch_images.permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(images, torch_images, rtol=0, atol=ATOL64)
+    np.testing.assert_allclose(probs, torch_probs[:, 0].numpy(), rtol=0, atol=ATOL64)
 
 
 def test_latent_layer_is_conv_transpose_on_a_1x1_input():
-    layer = torch.nn.ConvTranspose2d(10, 6, 7, 1, 0, bias=False)
-    z = torch.randn(3, 10)
+    layer = torch.nn.ConvTranspose2d(10, 6, 7, 1, 0, bias=False).double()
+    z = torch.randn(3, 10, dtype=torch.float64)
     kernel = convert.LATENT[0].from_torch(layer.weight.detach().numpy(), ())
-    dense = jnp.asarray(z.numpy()) @ kernel  # nn.Dense, reshaped to NHWC as DCGANGenerator does
+    with jax.enable_x64(True):
+        # nn.Dense, reshaped to NHWC as DCGANGenerator does
+        dense = np.asarray(jnp.asarray(z.numpy()) @ jnp.asarray(kernel))
+    assert dense.dtype == np.float64
     expected = layer(z.view(3, 10, 1, 1)).permute(0, 2, 3, 1).detach().numpy()
-    np.testing.assert_allclose(dense.reshape(3, 7, 7, 6), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dense.reshape(3, 7, 7, 6), expected, rtol=0, atol=ATOL64)
 
 
 def test_a_layout_that_does_not_match_the_networks_is_an_error():

@@ -21,6 +21,16 @@ NAMES = {"frechet_distance", "kid", "kid_std", "precision", "recall", "classifie
          "classifier_score_std", "classes_covered", "class_kl_uniform"}  # fmt: skip
 PER_CLASS = [f"class_accuracy_{k}" for k in range(10)]
 ACCURACY = {"class_accuracy", *PER_CLASS}
+# Generated pixels compared in float64: each is the tanh or sigmoid of a chain of sums of at most
+# 1024 products, rounded to ~1e-13 in any order; 1e-9 leaves a margin of 1e4. (In float32 the
+# rounding, ~1e-7, would depend on how the GEMMs are blocked for each batch size.)
+ATOL64 = 1e-9
+
+
+def _float64(tree):
+    return jax.tree.map(
+        lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, tree
+    )
 
 
 def test_load_run_restores_the_final_and_an_earlier_checkpoint(plain_run):
@@ -44,13 +54,14 @@ def test_draw_samples_maps_a_tanh_generator_to_unit_range_in_batches():
     config = TrainConfig(model="mlp", pixel_range="symmetric")
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = draw_samples(config, run.generator, state, num_samples=10, seed=3, batch_size=4)
-    noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim))
-    raw = np.asarray(generate(run.generator, state, noise))
+    with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
+        state = _float64(state)
+        images = draw_samples(config, run.generator, state, num_samples=10, seed=3, batch_size=4)
+        noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim), np.float64)
+        raw = np.asarray(generate(run.generator, state, noise))
+    assert images.dtype == raw.dtype == np.float64
     assert images.shape == (10, 28, 28, 1) and raw.min() < 0
-    # The same images, computed in batches of 4: equal up to float32 rounding of the matmuls,
-    # a few ulps of values in [-1, 1].
-    np.testing.assert_allclose(images, np.clip((raw + 1) / 2, 0, 1), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(images, np.clip((raw + 1) / 2, 0, 1), rtol=0, atol=ATOL64)
 
 
 def test_balanced_labels_cycle_through_the_classes():
@@ -63,12 +74,15 @@ def test_draw_samples_feeds_a_conditional_generator_balanced_labels_in_batches()
     config = TrainConfig(model="mlp", conditional=True)
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
-    images = draw_samples(config, run.generator, state, num_samples=25, seed=3, batch_size=10)
-    noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim))
-    raw = np.asarray(generate(run.generator, state, (noise, np.arange(25) % 10)))
-    np.testing.assert_allclose(images, np.clip(raw, 0, 1), rtol=0, atol=1e-6)
-    # The labels reach the generator: the same noise drawn as one class gives other images.
-    all_zeros = np.asarray(generate(run.generator, state, (noise, np.zeros(25, np.int32))))
+    with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
+        state = _float64(state)
+        images = draw_samples(config, run.generator, state, num_samples=25, seed=3, batch_size=10)
+        noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim), np.float64)
+        raw = np.asarray(generate(run.generator, state, (noise, np.arange(25) % 10)))
+        # The labels reach the generator: the same noise drawn as one class gives other images.
+        all_zeros = np.asarray(generate(run.generator, state, (noise, np.zeros(25, np.int32))))
+    assert images.dtype == raw.dtype == np.float64
+    np.testing.assert_allclose(images, np.clip(raw, 0, 1), rtol=0, atol=ATOL64)
     assert np.abs(images - all_zeros).max() > 1e-3
 
 

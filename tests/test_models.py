@@ -1,4 +1,10 @@
-"""Layers against their PyTorch counterparts; models against the architecture they claim."""
+"""Layers against their PyTorch counterparts; models against the architecture they claim.
+
+The comparisons with PyTorch run in float64 on both sides (`jax.enable_x64`, `.double()`): two
+correct implementations then agree to ~1e-15 relative whatever their order of summation, on any
+CPU, and `RTOL` below is still far below a real difference (epsilon added outside the square
+root: ~1e-6 relative; the biased variance in the running average: 3%).
+"""
 
 import itertools
 import math
@@ -12,6 +18,36 @@ import torch
 from jaxgan.layers import BatchNorm, DownConv, UpConv
 from jaxgan.models import MODELS, make_models
 
+# Each output below is a sum of at most a few hundred products, or a mean and variance of at
+# most 200 values: float64 rounding of either order is at most ~200 * 1.1e-16 ~ 2e-14 of the
+# largest term. Tolerances are RTOL of the compared array's largest element, a margin of 1e5.
+RTOL = 1e-9
+
+
+@pytest.fixture
+def float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def normal64(seed: int, shape) -> jax.Array:
+    """A float32 standard normal draw, cast exactly to float64 (call under `float64`)."""
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float32).astype(jnp.float64)
+
+
+def assert_close64(actual, expected):
+    """Equal to float64 rounding, relative to the largest element of `expected`."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype == np.float64
+    atol = RTOL * np.abs(expected).max()
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=atol)
+
+
+def _init(module, seed: int, *inputs):
+    """`module.init(key(seed), *inputs, train=False)`, jitted: an eager init compiles each
+    layer's random draws one by one."""
+    return jax.jit(module.init, static_argnames="train")(jax.random.key(seed), *inputs, train=False)
+
 
 def _nchw(x):
     return torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)
@@ -22,15 +58,15 @@ def _nchw(x):
     [((32, 24), torch.nn.BatchNorm1d), ((8, 5, 5, 6), torch.nn.BatchNorm2d)],
 )
 @pytest.mark.parametrize(("eps", "momentum"), [(1e-5, 0.1), (0.8, 0.3)])
-def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum):
+def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum, float64):
     features = shape[-1]
-    ref = torch_bn(features, eps=eps, momentum=momentum)
+    ref = torch_bn(features, eps=eps, momentum=momentum).double()
     bn = BatchNorm(momentum=momentum, epsilon=eps)
     key = jax.random.key(0)
     variables = bn.init(key, jnp.zeros(shape), train=False)
-    scale = jax.random.normal(jax.random.key(1), (features,))
-    bias = jax.random.normal(jax.random.key(2), (features,))
+    scale, bias = normal64(1, (features,)), normal64(2, (features,))
     variables = {"params": {"scale": scale, "bias": bias}, "batch_stats": variables["batch_stats"]}
+    assert variables["batch_stats"]["var"].dtype == jnp.float64
     with torch.no_grad():
         ref.weight.copy_(torch.tensor(np.asarray(scale)))
         ref.bias.copy_(torch.tensor(np.asarray(bias)))
@@ -43,33 +79,33 @@ def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum):
         return (y.permute(0, 2, 3, 1) if y.ndim == 4 else y).detach().numpy()
 
     for i in range(3):  # three training calls: the running statistics compound
-        x = 3 * jax.random.normal(jax.random.key(10 + i), shape) + 1.5
+        x = 3 * normal64(10 + i, shape) + 1.5
         y, mutated = bn.apply(variables, x, train=True, mutable=["batch_stats"])
         variables = {"params": variables["params"], **mutated}
-        np.testing.assert_allclose(y, from_torch(ref(to_torch(x))), rtol=1e-5, atol=2e-6)
+        assert_close64(y, from_torch(ref(to_torch(x))))
     stats = variables["batch_stats"]
-    np.testing.assert_allclose(stats["mean"], ref.running_mean.numpy(), rtol=1e-6, atol=1e-7)
+    assert_close64(stats["mean"], ref.running_mean.numpy())
     # The unbiased variance enters the running average, as in PyTorch (flax uses the biased).
-    np.testing.assert_allclose(stats["var"], ref.running_var.numpy(), rtol=1e-6)
+    assert_close64(stats["var"], ref.running_var.numpy())
 
     ref.eval()
-    x = jax.random.normal(jax.random.key(99), shape)
+    x = normal64(99, shape)
     y = bn.apply(variables, x, train=False)
-    np.testing.assert_allclose(y, from_torch(ref(to_torch(x))), rtol=1e-5, atol=2e-6)
+    assert_close64(y, from_torch(ref(to_torch(x))))
 
 
 @pytest.mark.parametrize(("size", "c_in", "c_out"), [(7, 12, 5), (14, 6, 1), (3, 4, 4)])
-def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out):
-    x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
+def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, float64):
+    x = normal64(0, (3, size, size, c_in))
     layer = UpConv(c_out)
     variables = layer.init(jax.random.key(1), x)
-    kernel = variables["params"]["kernel"] * 25  # well away from zero
+    kernel = variables["params"]["kernel"].astype(jnp.float64) * 25  # well away from zero
     y = layer.apply({"params": {"kernel": kernel}}, x)
     ref = torch.nn.functional.conv_transpose2d(
         _nchw(x), torch.tensor(np.asarray(kernel)).permute(2, 3, 0, 1), stride=2, padding=1
     )
     assert y.shape == (3, 2 * size, 2 * size, c_out)
-    np.testing.assert_allclose(y, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)
+    assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
 
 
 def _count(params) -> int:
@@ -78,9 +114,10 @@ def _count(params) -> int:
 
 def test_mlp_has_the_notes_architecture():
     G, D = make_models("mlp")
-    z = jnp.zeros((2, 100))
-    g_vars = G.init(jax.random.key(0), z, train=False)
-    d_vars = D.init(jax.random.key(1), jnp.zeros((2, 28, 28, 1)), train=False)
+    z, images = jnp.zeros((2, 100)), jnp.zeros((2, 28, 28, 1))
+    # Shapes only: an eager init would compile each layer's random draws one by one.
+    g_vars = jax.eval_shape(lambda: G.init(jax.random.key(0), z, train=False))
+    d_vars = jax.eval_shape(lambda: D.init(jax.random.key(1), images, train=False))
     widths = [100, 128, 256, 512, 1024, 784]
     dense = sum(a * b + b for a, b in itertools.pairwise(widths))
     batchnorm = 2 * (256 + 512 + 1024)  # after every hidden layer but the first
@@ -88,19 +125,20 @@ def test_mlp_has_the_notes_architecture():
     d_widths = [784, 512, 256, 1]
     assert _count(d_vars["params"]) == sum(a * b + b for a, b in itertools.pairwise(d_widths))
     assert "batch_stats" not in d_vars
-    # PyTorch-GAN's BatchNorm1d(out_feat, 0.8) sets eps = 0.8.
-    assert G.bn_epsilon == 0.8
+    # PyTorch's default epsilon; PyTorch-GAN's BatchNorm1d(out_feat, 0.8) sets eps = 0.8.
+    assert G.bn_epsilon == 1e-5
+    assert make_models("mlp", bn_epsilon=0.8)[0].bn_epsilon == 0.8
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_models_map_noise_to_unit_range_images_and_images_to_logits(name):
     G, D = make_models(name)
     z = jax.random.normal(jax.random.key(0), (5, 100))
-    g_vars = G.init(jax.random.key(1), z, train=False)
+    g_vars = _init(G, 1, z)
     images = G.apply(g_vars, z, train=False)
     assert images.shape == (5, 28, 28, 1)
     assert float(images.min()) >= 0 and float(images.max()) <= 1
-    d_vars = D.init(jax.random.key(2), images, train=False)
+    d_vars = _init(D, 2, images)
     logits = D.apply(d_vars, images, train=False)
     assert logits.shape == (5,)
     tanh_g, _ = make_models(name, output="tanh")
@@ -113,17 +151,17 @@ def test_make_models_rejects_unknown_names():
 
 
 @pytest.mark.parametrize(("size", "c_in", "c_out"), [(28, 1, 6), (14, 6, 5), (4, 3, 2)])
-def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out):
-    x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
+def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out, float64):
+    x = normal64(0, (3, size, size, c_in))
     layer = DownConv(c_out)
     variables = layer.init(jax.random.key(1), x)
-    kernel = variables["params"]["kernel"] * 25
+    kernel = variables["params"]["kernel"].astype(jnp.float64) * 25
     y = layer.apply({"params": {"kernel": kernel}}, x)
     ref = torch.nn.functional.conv2d(
         _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=2, padding=1
     )
     assert y.shape == (3, size // 2, size // 2, c_out)
-    np.testing.assert_allclose(y, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)
+    assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -131,14 +169,14 @@ def test_conditional_models_take_labels_and_use_them(name):
     G, D = make_models(name, num_classes=10, features=8)
     z = jax.random.normal(jax.random.key(0), (4, 100))
     labels = jnp.array([0, 3, 7, 9])
-    g_vars = G.init(jax.random.key(1), z, labels, train=False)
+    g_vars = _init(G, 1, z, labels)
     images = G.apply(g_vars, z, labels, train=False)
     assert images.shape == (4, 28, 28, 1)
     # The label changes the image for the same noise (by far more than rounding: at init the
     # DCGAN's outputs sit near 0.5, where an ulp is 6e-8), and the logit for the same image.
     other = G.apply(g_vars, z, (labels + 1) % 10, train=False)
     assert float(jnp.abs(images - other).max()) > 1e-5
-    d_vars = D.init(jax.random.key(2), images, labels, train=False)
+    d_vars = _init(D, 2, images, labels)
     assert d_vars["params"]["projection"]["embedding"].shape[0] == 10
     logits = D.apply(d_vars, images, labels, train=False)
     assert logits.shape == (4,)

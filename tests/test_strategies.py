@@ -4,9 +4,13 @@ The optimizer here is plain SGD that also records the gradient it was given, so 
 `state.g_opt_state` and `state.d_opt_state` hold exactly the gradients G and D received. The
 expected gradients are computed from scratch with `jax.grad` of the losses written out in
 log-sigmoid form, never through `jaxgan.strategies`.
+
+Everything runs in float64 (STYLE.md, lesson 14): the networks are initialized in float32 as in
+training, then every floating-point leaf and input is cast, exactly, to float64. Two orders of
+the same sums then agree to ~1e-13 of the largest term on any CPU, so the tolerances below are
+portable; float32 would leave ~1e-6, which depends on the machine's summation order.
 """
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,8 +21,41 @@ import pytest
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
 from jaxgan.models import MODELS
 
+# The steps and gradients below are computed once per module (`problems`): under pytest-xdist,
+# keep the module in one worker, so that they are not compiled in both.
+pytestmark = pytest.mark.xdist_group("test_strategies")
+
 B = 8
 LR = 0.1
+# Float64 rounding of a gradient element: each is a chain of sums of at most ~1e4 products
+# (the MLP's 1024-wide layers, or B x 14 x 14 x features positions of a convolution), so two
+# summation orders differ by at most ~1e4 * 1.1e-16 ~ 1e-12 of the largest terms, which are of
+# the order of the largest gradient (measured: up to 4e-14 of it). `RTOL` of that scale leaves a
+# margin of 1000 for the chain of layers.
+RTOL = 1e-9
+# A wrong gradient (one loss term missing or added) must be this many tolerances away, i.e.
+# differ by 1e-3 of the gradient's scale; the strategies tested differ by 8e-2 of it or more.
+SEPARATION = 1e6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def as_float64(tree):
+    """Every floating-point leaf cast to float64 (exact from float32); integers kept."""
+    return jax.tree.map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
+def assert_float64(tree):
+    """Guards against a silent downcast making a comparison pass vacuously."""
+    for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            assert x.dtype == jnp.float64, jax.tree_util.keystr(path)
 
 
 def recording_sgd(lr: float) -> optax.GradientTransformation:
@@ -41,8 +78,9 @@ def small_models(name, num_classes=None):
 
 
 def batch(seed: int = 1, num_classes=None):
-    real = jax.random.uniform(jax.random.key(seed), (B, 28, 28, 1))
-    noise = jax.random.normal(jax.random.key(seed + 1), (B, 100))
+    """A float32 batch `(real, noise)`, as training feeds; with labels for `num_classes`."""
+    real = jax.random.uniform(jax.random.key(seed), (B, 28, 28, 1), jnp.float32)
+    noise = jax.random.normal(jax.random.key(seed + 1), (B, 100), jnp.float32)
     if num_classes is None:
         return real, noise
     real_labels = jax.random.randint(jax.random.key(seed + 2), (B,), 0, num_classes)
@@ -50,20 +88,36 @@ def batch(seed: int = 1, num_classes=None):
     return (real, real_labels), (noise, fake_labels)
 
 
+def counting(fn):
+    """`fn` and the list it appends to each time it is traced (a Python call under `jit`)."""
+    traces = []
+
+    def traced(*args):
+        traces.append(None)
+        return fn(*args)
+
+    return traced, traces
+
+
 class Problem:
-    """One model pair at its initial point, with the losses written out independently.
+    """One model pair at its initial point, in float64, with the losses written out
+    independently.
 
     With `num_classes`, the pair is class-conditional: real images come with their labels and
     G's noise with the labels it is asked to draw; D judges each image with its label.
+    The jitted steps and the expected gradients are computed once and kept: several tests ask
+    for the same ones.
     """
 
     def __init__(self, name: str, num_classes: int | None = None):
         self.G, self.D = small_models(name, num_classes)
         sgd = recording_sgd(LR)
-        self.state = create_state(jax.random.key(0), self.G, self.D, sgd, sgd)
+        self.state = as_float64(create_state(jax.random.key(0), self.G, self.D, sgd, sgd))
         self.optimizer = sgd
-        self.real, self.noise = batch(num_classes=num_classes)
+        self.num_classes = num_classes
+        self.real, self.noise = as_float64(batch(num_classes=num_classes))
         self.conditional = num_classes is not None
+        self._jitted, self._steps, self._grads = {}, {}, {}
 
     def _labelled(self, batch):
         return batch if self.conditional else (batch,)
@@ -96,10 +150,30 @@ class Problem:
     def both(self, g_params, d_params):
         return self.g_loss(g_params, d_params) + self.d_loss(g_params, d_params)
 
+    def jitted_step(self, strategy: str):
+        """`(jax.jit(step), the list of its traces)`, built once per strategy."""
+        if strategy not in self._jitted:
+            raw = make_train_step(strategy, self.G, self.D, self.optimizer, self.optimizer)
+            traced, traces = counting(raw)
+            self._jitted[strategy] = jax.jit(traced), traces
+        return self._jitted[strategy]
+
     def step(self, strategy: str):
-        step = make_train_step(strategy, self.G, self.D, self.optimizer, self.optimizer)
-        new_state, metrics = jax.jit(step)(self.state, self.real, self.noise)
-        return new_state.g_opt_state, new_state.d_opt_state, new_state, metrics
+        """One step from the initial state -> (G's gradient, D's gradient, new state, metrics)."""
+        if strategy not in self._steps:
+            step, _ = self.jitted_step(strategy)
+            new_state, metrics = step(self.state, self.real, self.noise)
+            assert_float64((new_state, metrics))
+            self._steps[strategy] = new_state.g_opt_state, new_state.d_opt_state, new_state, metrics
+        return self._steps[strategy]
+
+    def grads(self, loss: str):
+        """`(∇_G loss, ∇_D loss)` at the initial point, `loss` one of g_loss, d_loss, both."""
+        if loss not in self._grads:
+            f = jax.grad(getattr(self, loss), argnums=(0, 1))
+            self._grads[loss] = f(self.state.g_params, self.state.d_params)
+            assert_float64(self._grads[loss])
+        return self._grads[loss]
 
 
 def sgd_step(params, grads):
@@ -113,27 +187,46 @@ def max_diff(a, b) -> float:
     )
 
 
+def scale(tree) -> float:
+    return max(float(jnp.abs(x).max()) for x in jax.tree.leaves(tree))
+
+
 def assert_close(actual, expected):
-    """Equal to float32 rounding, measured against the size of the whole gradient.
+    """Equal to float64 rounding (`RTOL`), measured against the size of the whole tree.
 
     Gradients summed in a different order differ by rounding relative to the terms summed, not
     to the result: an element that cancels to near zero keeps an absolute error of the order of
     the network's larger gradients. (The MLP generator's biases before BatchNorm have a zero
     gradient in exact arithmetic; what either computation returns for them is such rounding.)
+    So the absolute tolerance is `RTOL` times the largest element of the tree.
     """
-    scale = max(float(jnp.abs(e).max()) for e in jax.tree.leaves(expected))
+    assert_float64(actual)
+    assert_float64(expected)
+    atol = RTOL * scale(expected)
     for (path, e), a in zip(
         jax.tree_util.tree_leaves_with_path(expected), jax.tree.leaves(actual), strict=True
     ):
-        np.testing.assert_allclose(
-            a, e, rtol=1e-5, atol=2e-6 * scale, err_msg=jax.tree_util.keystr(path)
-        )
+        np.testing.assert_allclose(a, e, rtol=RTOL, atol=atol, err_msg=jax.tree_util.keystr(path))
 
 
 def assert_matches_not(actual, expected, wrong):
-    """`actual` equals `expected` to float32 rounding and is far from the `wrong` alternative."""
+    """`actual` equals `expected` to float64 rounding and is far from the `wrong` alternative:
+    more than `SEPARATION` times the tolerance (`RTOL` of the gradient's scale) away."""
     assert_close(actual, expected)
-    assert max_diff(actual, wrong) > 100 * max(max_diff(actual, expected), 1e-7)
+    assert max_diff(actual, wrong) > SEPARATION * RTOL * scale(expected)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    """`(model, num_classes) -> Problem`, each built once for the module."""
+    cache = {}
+
+    def get(name: str, num_classes: int | None = None) -> Problem:
+        if (name, num_classes) not in cache:
+            cache[name, num_classes] = Problem(name, num_classes)
+        return cache[name, num_classes]
+
+    return get
 
 
 @pytest.fixture(
@@ -141,17 +234,21 @@ def assert_matches_not(actual, expected, wrong):
     params=[(m, c) for c in (None, 10) for m in MODELS],
     ids=lambda p: f"{p[0]}-{'conditional' if p[1] else 'plain'}",
 )
-def problem(request):
-    return Problem(*request.param)
+def problem(request, problems):
+    return problems(*request.param)
 
 
 def grad_g(f, p: Problem, g_params=None, d_params=None):
+    if g_params is None and d_params is None:
+        return p.grads(f.__name__)[0]
     g_params = p.state.g_params if g_params is None else g_params
     d_params = p.state.d_params if d_params is None else d_params
     return jax.grad(f, argnums=0)(g_params, d_params)
 
 
 def grad_d(f, p: Problem, g_params=None, d_params=None):
+    if g_params is None and d_params is None:
+        return p.grads(f.__name__)[1]
     g_params = p.state.g_params if g_params is None else g_params
     d_params = p.state.d_params if d_params is None else d_params
     return jax.grad(f, argnums=1)(g_params, d_params)
@@ -200,12 +297,12 @@ def test_d_first_trains_g_through_the_updated_discriminator(problem):
     assert_matches_not(g_grad, grad_g(p.g_loss, p, d_params=d_next), wrong=grad_g(p.g_loss, p))
 
 
-def test_gradient_on_discriminator_logits_shows_method_1_is_cooperative():
+def test_gradient_on_discriminator_logits_shows_method_1_is_cooperative(problems):
     # The MLP discriminator's last layer has a bias b, and ∂L/∂b is the sum of the loss's
     # gradients on the logits. For g_loss + d_loss that is Σ_fake (2σ(s) - 1)/B (both networks
     # pushed towards σ = 1/2 on fakes) plus Σ_real (σ(r) - 1)/B; for d_loss alone it is
     # Σ_fake σ(s)/B plus the same real part.
-    p = Problem("mlp")
+    p = problems("mlp")
     fake = p.d_fake(p.state.g_params, p.state.d_params)
     real = p.d_real(p.state.d_params)
     real_part = ((jax.nn.sigmoid(real) - 1) / B).sum()
@@ -216,11 +313,14 @@ def test_gradient_on_discriminator_logits_shows_method_1_is_cooperative():
         "shared_accumulate": cooperative,
         "shared_sequential": adversarial,
     }
+    # A sum of 2B terms of size at most 1/B: float64 rounding is ~1e-15 absolute.
+    atol = 1e-12
     for strategy, value in expected.items():
         _, d_grad, _, _ = p.step(strategy)
         last_bias = d_grad["Dense_2"]["bias"][0]
-        np.testing.assert_allclose(last_bias, value, rtol=1e-5, err_msg=strategy)
-    assert abs(float(cooperative - adversarial)) > 1e-3
+        assert last_bias.dtype == jnp.float64
+        np.testing.assert_allclose(last_bias, value, rtol=RTOL, atol=atol, err_msg=strategy)
+    assert abs(float(cooperative - adversarial)) > SEPARATION * atol
 
 
 class Counted(nn.Module):
@@ -277,12 +377,10 @@ CALL_ORDER = {
 
 
 @pytest.mark.parametrize("strategy", CALL_ORDER)
-def test_running_statistics_follow_the_pytorch_call_order(strategy):
-    G, D = small_models("dcgan")
-    tx = adam()
-    state = create_state(jax.random.key(0), G, D, tx, tx)
-    real, noise = batch()
-    new_state, _ = jax.jit(make_train_step(strategy, G, D, tx, tx))(state, real, noise)
+def test_running_statistics_follow_the_pytorch_call_order(strategy, problems):
+    p = problems("dcgan")
+    state = p.state
+    _, _, new_state, _ = p.step(strategy)
 
     def run(module, params, stats, x):
         variables = {"params": params, "batch_stats": stats}
@@ -292,37 +390,38 @@ def test_running_statistics_follow_the_pytorch_call_order(strategy):
     g_params = [state.g_params, new_state.g_params]
     d_params = [state.d_params, new_state.d_params]
     g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
-    inputs = {"z": noise, "real": real}
+    inputs = {"z": p.noise, "real": p.real}
     for net, version, name in CALL_ORDER[strategy]:
         if net == "G":
-            fake, g_stats = run(G, g_params[version], g_stats, inputs[name])
+            fake, g_stats = run(p.G, g_params[version], g_stats, inputs[name])
             inputs[f"fake{version}"] = fake
         else:
-            _, d_stats = run(D, d_params[version], d_stats, inputs[name])
-    chex.assert_trees_all_close(new_state.g_batch_stats, g_stats, rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(new_state.d_batch_stats, d_stats, rtol=1e-5, atol=1e-6)
+            _, d_stats = run(p.D, d_params[version], d_stats, inputs[name])
+    assert_close(new_state.g_batch_stats, g_stats)
+    assert_close(new_state.d_batch_stats, d_stats)
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_jit_matches_eager_and_never_retraces(strategy, model):
-    G, D = small_models(model)
-    sgd = recording_sgd(LR)  # compares gradients, which Adam's normalisation would blur
-    state = create_state(jax.random.key(0), G, D, sgd, sgd)
-    raw_step = make_train_step(strategy, G, D, sgd, sgd)
+def test_jit_matches_eager_and_never_retraces(strategy, model, problems):
+    # Recording SGD: compares gradients, which Adam's normalisation would blur.
+    p = problems(model)
+    raw_step = make_train_step(strategy, p.G, p.D, p.optimizer, p.optimizer)
     with jax.disable_jit():
-        eager_state, eager_metrics = raw_step(state, *batch())
+        eager_state, eager_metrics = raw_step(p.state, p.real, p.noise)
 
-    chex.clear_trace_counter()  # counts are kept per code object, shared across parameters
-    step = jax.jit(chex.assert_max_traces(raw_step, n=1), donate_argnums=0)
-    state, metrics = step(jax.tree.map(jnp.copy, state), *batch())
+    step, traces = p.jitted_step(strategy)
+    _, _, state, metrics = p.step(strategy)
     for field in ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_batch_stats",
                   "d_batch_stats"):  # fmt: skip
         if jax.tree.leaves(getattr(state, field)):
             assert_close(getattr(state, field), getattr(eager_state, field))
-    chex.assert_trees_all_close(metrics, eager_metrics, rtol=1e-5)
+    for name, value in metrics.items():  # losses and mean probabilities, all of order 1
+        np.testing.assert_allclose(value, eager_metrics[name], rtol=RTOL, err_msg=name)
+    assert_float64(metrics)
     for seed in range(2, 5):  # new data each step: one trace, one compilation
-        state, metrics = step(state, *batch(seed))
+        state, metrics = step(state, *as_float64(batch(seed)))
+    assert len(traces) == 1
     assert int(state.step) == 4
     assert all(np.isfinite(float(v)) for v in metrics.values())
 

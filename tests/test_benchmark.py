@@ -1,4 +1,4 @@
-"""scripts/benchmark.py end to end at tiny settings, and XLA's FLOP count against arithmetic.
+"""`python -m benchmarks` end to end at tiny settings, and XLA's FLOP count against arithmetic.
 
 No timing is asserted: the numbers depend on the machine. The test checks that every
 measurement ran and reported what the README's table needs.
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_jax import step_flops
+from benchmarks.profile_step import _kind, profile
 from jaxgan.training.config import TrainConfig
 from jaxgan.training.loop import Run
 
@@ -26,8 +27,8 @@ def test_benchmark_runs_end_to_end_and_writes_json(mnist_dir, tmp_path):
             "--train-examples", "64", "--matmul-size", "128", "--matmul-repeats", "2",
             "--devices-sweep", "1,2", "--json", str(out)]  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *args],
-        capture_output=True, text=True, timeout=1200,
+        [sys.executable, "-m", "benchmarks", *args],
+        capture_output=True, text=True, timeout=1200, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| mlp | two_pass | 8 |" in proc.stdout
@@ -73,9 +74,6 @@ def test_xla_flop_count_of_the_mlp_step_matches_its_matmuls(batch):
 
 
 def test_profile_step_splits_the_step_into_gemms_and_the_rest():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from profile_step import _kind, profile
-
     assert [_kind(n) for n in ("ynn_fusion.3", "dot.12", "add_fusion.1", "copy.2")] == [
         "gemm", "gemm", "elementwise", "copy"
     ]  # fmt: skip

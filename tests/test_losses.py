@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgan.losses import LOSSES, bce, bce_with_logits, get_loss
+from jaxgan.losses import LOSSES, bce, get_loss
 
 PROBS = np.concatenate(
     [
@@ -105,41 +105,45 @@ def test_bce_target_gradient_matches_torch(float64):
     np.testing.assert_allclose(grad, t.grad.numpy(), rtol=RTOL64, atol=1e-13)
 
 
-def test_bce_with_logits_matches_torch_and_stays_finite(float64):
+def test_bce_logits_matches_torch_and_stays_finite(float64):
+    # "bce_logits" is optax.sigmoid_binary_cross_entropy averaged over the batch, as
+    # `BCEWithLogitsLoss()` (mean reduction) in the PyTorch reference.
     logits = np.linspace(-200, 200, 801)
+    n = len(logits)
+    loss = LOSSES["bce_logits"]
     for target in (0.0, 1.0):
         s = torch.tensor(logits, requires_grad=True)
-        expected = torch.nn.functional.binary_cross_entropy_with_logits(
-            s, torch.full_like(s, target), reduction="none"
-        )
-        expected.sum().backward()
-        targets = jnp.full(logits.shape, target)
-        got = bce_with_logits(jnp.asarray(logits), targets)
-        grad = jax.grad(lambda x, t=targets: bce_with_logits(x, t).sum())(jnp.asarray(logits))
+        expected = torch.nn.BCEWithLogitsLoss()(s, torch.full_like(s, target))
+        expected.backward()
+        got = loss(jnp.asarray(logits), target)
+        grad = jax.grad(lambda x, t=target: loss(x, t))(jnp.asarray(logits))
         assert got.dtype == grad.dtype == jnp.float64
         # PyTorch computes log(exp(-m) + exp(-s - m)) and sigmoid(s) - t, which round 1 + x and
-        # cancel near 1: their absolute error is a few ulp of 1.0 (2.2e-16), where ours is
-        # accurate to relative precision. Hence an absolute bound of ~45 ulp of 1.0.
-        np.testing.assert_allclose(got, expected.detach().numpy(), rtol=RTOL64, atol=1e-14)
-        np.testing.assert_allclose(grad, s.grad.numpy(), rtol=RTOL64, atol=1e-14)
+        # cancel near 1: their absolute error is a few ulp of 1.0 (2.2e-16) per element, where
+        # optax's log-sigmoid is accurate to relative precision. Hence an absolute bound of ~45
+        # ulp of 1.0 per element, divided by the n of the mean.
+        np.testing.assert_allclose(got, expected.item(), rtol=RTOL64, atol=1e-14)
+        np.testing.assert_allclose(grad, s.grad.numpy(), rtol=RTOL64, atol=1e-14 / n)
 
 
-def test_bce_with_logits_in_float32_is_accurate_to_relative_precision():
+def test_bce_logits_in_float32_is_accurate_to_relative_precision():
     logits = np.linspace(-200, 200, 801, dtype=np.float32)
+    n = len(logits)
     s = torch.tensor(logits, dtype=torch.float64)
+    loss = LOSSES["bce_logits"]
     for target in (0.0, 1.0):
-        targets = jnp.full(logits.shape, target, jnp.float32)
-        got = bce_with_logits(jnp.asarray(logits), targets)
-        grad = jax.grad(lambda x, t=targets: bce_with_logits(x, t).sum())(jnp.asarray(logits))
-        assert got.dtype == grad.dtype == jnp.float32
-        assert np.isfinite(got).all() and np.isfinite(grad).all()
-        # The exact gradient -t σ(-s) + (1 - t) σ(s), in float64: ours is within 16 float32 ulps
+        grad = jax.grad(lambda x, t=target: loss(x, t))(jnp.asarray(logits))
+        assert grad.dtype == jnp.float32 and np.isfinite(grad).all()
+        # The exact gradient (-t σ(-s) + (1 - t) σ(s)) / n, in float64: within 16 float32 ulps
         # of it, relative, down to where it underflows float32 (σ(-200) ~ 1e-87).
-        exact = -target * torch.sigmoid(-s) + (1 - target) * torch.sigmoid(s)
+        exact = (-target * torch.sigmoid(-s) + (1 - target) * torch.sigmoid(s)) / n
         np.testing.assert_allclose(grad, exact.numpy(), rtol=16 * 2**-23, atol=1e-37)
-        # t softplus(-s) + (1 - t) softplus(s), each softplus as numpy's accurate logaddexp.
+        # The mean of t softplus(-s) + (1 - t) softplus(s), each as numpy's accurate logaddexp:
+        # a sum of 801 positive float32 terms, within ~n ulps of the exact one.
         exact_loss = np.logaddexp(0.0, -s.numpy()) if target else np.logaddexp(0.0, s.numpy())
-        np.testing.assert_allclose(got, exact_loss, rtol=16 * 2**-23, atol=1e-37)
+        got = loss(jnp.asarray(logits), target)
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(got, exact_loss.mean(), rtol=n * 2**-23)
 
 
 def test_registered_losses_agree_away_from_saturation(float64):

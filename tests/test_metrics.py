@@ -1,4 +1,4 @@
-"""Tests of jaxgan.eval.metrics against closed forms, scipy, and direct loops over the definitions."""
+"""jaxgan.eval.metrics against closed forms, scipy, and direct loops over the definitions."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jaxgan.eval import metrics
+from jaxgan.eval import Evaluator, load_classifier, metrics
 from jaxgan.training.data import load_idx_split
 
 
@@ -194,20 +194,21 @@ def test_format_table_aligns_columns_and_merges_std():
 
 
 def test_features_rejects_tanh_range_and_wrong_shapes():
+    classifier = load_classifier("mnist")
     with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
-        metrics.features(np.full((4, 28, 28, 1), -1.0, np.float32))
+        metrics.features(np.full((4, 28, 28, 1), -1.0, np.float32), classifier)
     with pytest.raises(ValueError, match="NHWC"):
-        metrics.features(np.zeros((4, 1, 28, 28), np.uint8))
+        metrics.features(np.zeros((4, 1, 28, 28), np.uint8), classifier)
 
 
-def test_evaluate_samples_scores_real_digits_well_and_collapsed_samples_badly(mnist_dir):
+def test_evaluator_scores_real_digits_well_and_collapsed_samples_badly(mnist_dir):
     test = load_idx_split(mnist_dir, "test")
     train = load_idx_split(mnist_dir, "train")
     reference, real_like = test.images[:1000], test.images[1000:2000]
     collapsed = test.images[test.labels == 1][:500]
-    kwargs = {"kid_subsets": 10, "kid_subset_size": 400, "score_splits": 2}
-    real = metrics.evaluate_samples(real_like, reference, **kwargs)
-    bad = metrics.evaluate_samples(collapsed, reference, **kwargs)
+    evaluator = Evaluator(reference, "mnist", kid_subsets=10, kid_subset_size=400, score_splits=2)
+    real = evaluator.score(real_like).metrics
+    bad = evaluator.score(collapsed).metrics
     assert real["classes_covered"] == 10 and bad["classes_covered"] == 1
     assert real["classifier_score"] > 8 and bad["classifier_score"] < 1.1
     assert real["precision"] > 0.8 and real["recall"] > 0.8
@@ -216,11 +217,15 @@ def test_evaluate_samples_scores_real_digits_well_and_collapsed_samples_badly(mn
     assert bad["kid"] > 20 * abs(real["kid"])
     np.testing.assert_allclose(bad["class_kl_uniform"], np.log(10), rtol=0.02)  # a few errors
 
-    ref = metrics.reference_metrics(train.images[:3000], reference, 1000, **kwargs)
-    assert ref.keys() == real.keys()
+    ref = evaluator.reference(train.images[:3000], train.labels[:3000], 1000).metrics
+    assert ref.keys() == real.keys() | {
+        "class_accuracy",
+        *(f"class_accuracy_{k}" for k in range(10)),
+    }
     assert ref["classes_covered"] == 10 and ref["precision"] > 0.8
+    assert ref["class_accuracy"] > 0.97  # the shipped classifier's 99% on real digits
     table = metrics.format_table({"generated": bad, "real reference": ref})
-    assert len(table.splitlines()) == 1 + 7  # header, then 9 metrics with 2 std rows merged
+    assert table.splitlines()[0].split() == ["metric", "generated", "real", "reference"]
 
 
 def test_class_accuracy_on_known_cases():

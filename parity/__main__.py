@@ -134,6 +134,8 @@ def _print_setup(args: argparse.Namespace, precision: str) -> dict[str, str]:
 
 
 def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
+    from parity import compare  # PyTorch and JAX start here
+
     print(HEADER)
     rows = []
     for model in args.models:

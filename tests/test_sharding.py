@@ -121,9 +121,15 @@ def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_pa
     # arithmetic, whether gloo adds them across processes or XLA within one.
     for a, b in zip(jax.tree.leaves(multi_params), jax.tree.leaves(single_params), strict=True):
         np.testing.assert_array_equal(a, b, strict=True)
-    # Only process 0 wrote logs and images.
-    assert len((tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()) == 2
-    assert sorted(p.name for p in (tmp_path / "multi" / "samples").iterdir()) == ["epoch_0001.png"]
+    # Only process 0 wrote logs and images: as many as the one process did, no line twice (the
+    # losses at steps 5 and 10, then the epoch's sample scores).
+    multi, single = ([json.loads(line) for line in (tmp_path / run / "metrics.jsonl").open()]
+                     for run in ("multi", "single"))  # fmt: skip
+    assert [row["step"] for row in multi] == [row["step"] for row in single] == [5, 10, 10]
+    assert "sample_classifier_score" in multi[-1]
+    images = {run: sorted(p.name for p in (tmp_path / run / "samples").iterdir())
+              for run in ("multi", "single")}  # fmt: skip
+    assert images["multi"] == images["single"] and "epoch_0001.png" in images["multi"]
 
 
 def test_batch_that_does_not_split_is_refused(mnist_dir, tmp_path):

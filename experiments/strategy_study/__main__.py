@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from jaxgan.training.cli import fail
+from jaxgan.training.cli import DefaultsHelpFormatter, fail
 from jaxgan.training.data import DATA_DIR_ENV
 
 PROG = "python -m experiments.strategy_study"
@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument(
         "--group",

@@ -32,11 +32,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=EVALUATE,
         description="Score a trained run against real images, in its dataset's classifier.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, help="a run's workdir (as jaxgan-train wrote it)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-    p.add_argument("--num-samples", type=int, default=10_000, help="generated images to score")
+    p.add_argument(
+        "--num-samples", type=int, default=10_000, help="generated images to score (default: 10000)"
+    )
     p.add_argument(
         "--data-dir", default=None,
         help="folder of the dataset's IDX files (default: the run's, else $JAXGAN_DATA_DIR, "
@@ -45,7 +46,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test-images", type=int, default=None, help="use the first N test images (default: all)"
     )
-    p.add_argument("--seed", type=int, default=0, help="noise, KID subsets and reference draw")
+    p.add_argument(
+        "--seed", type=int, default=0, help="noise, KID subsets and reference draw (default: 0)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -128,12 +131,15 @@ def train_classifier_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=TRAIN_CLASSIFIER,
         description="Train the small CNN that scores a dataset's samples, and write its weights.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="which dataset")
+    p.add_argument(
+        "--dataset", choices=DATASETS, default="mnist", help="which dataset (default: mnist)"
+    )
     p.add_argument("--data-dir", required=True, help="folder of the dataset's IDX files")
-    p.add_argument("--seed", type=int, default=0, help="weight init and epoch order")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training images")
+    p.add_argument("--seed", type=int, default=0, help="weight init and epoch order (default: 0)")
+    p.add_argument(
+        "--epochs", type=int, default=5, help="passes over the training images (default: 5)"
+    )
     p.add_argument("--out", type=Path, required=True, help="weights file to write")
     args = p.parse_args(argv)
 

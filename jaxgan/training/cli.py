@@ -220,6 +220,15 @@ def summary(workdir: Path, step: int) -> str:
     return "\n".join(lines)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows an option's default, unless it is None or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def fail(prog: str, message: str, status: int = EXIT_BAD_SETTING) -> int:
     """Prints `prog: message` to stderr and returns `status`, for a command's `main`."""
     print(f"{prog}: {message}", file=sys.stderr)

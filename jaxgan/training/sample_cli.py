@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from jaxgan.training.cli import fail, warnings_to_stderr
+from jaxgan.training.cli import DefaultsHelpFormatter, fail, warnings_to_stderr
 
 SAMPLE, EXPORT = "jaxgan-sample", "jaxgan-export"
 ONE_IMAGE_SET = 64  # default count for one class or a plain run: an 8x8 grid
@@ -30,7 +30,7 @@ def sample_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=SAMPLE,
         description="Draw samples from a trained run: a PNG grid, an .npz array or PNG files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("run_dir", type=Path, help="a run's workdir (as jaxgan-train wrote it)")
     out = p.add_mutually_exclusive_group(required=True)

@@ -151,3 +151,34 @@ def test_report_names_its_command_and_holds_tables_claims_and_small_figures(
     assert all(f.stat().st_size < 150_000 for f in figures)
     for name in names:
         assert f"](strategies/{name})" in text
+
+
+def test_the_recipe_table_reports_every_trial_and_which_covered_every_class():
+    from experiments.strategy_study.report import recipes_section
+
+    def run(scores, classes, final=None):
+        return {"epoch_scores": scores, "epoch_classes": classes} | (
+            {"final": {"metrics": final}} if final else {}
+        )
+
+    metrics = {"classifier_score": 7.41, "classes_covered": 10.0, "frechet_distance": 31.6}
+    recipes = {
+        "commands": ["python -m experiments.recipes --trial a:"],
+        "score_samples": 2000,
+        "trials": {
+            "notes": {"overrides": {"g_lr": 2e-4}, "epochs": 2,
+                      "runs": {"0": run([3.0, 4.0], [6, 7])}},
+            "slow": {"overrides": {}, "epochs": 2, "runs": {
+                "0": run([5.0, 7.0], [9, 10], metrics), "1": run([6.0, 7.5], [10, 10], metrics),
+                "2": run([6.5, 6.5], [10, 10], metrics)}},
+            "two": {"overrides": {}, "epochs": 2,
+                    "runs": {"0": run([5.0, 6.0], [10, 10]), "1": run([5.0, 6.0], [10, 10])}},
+        },
+    }  # fmt: skip
+    section = recipes_section(recipes)
+    rows = section["table"].splitlines()[2:]
+    assert rows[0] == "| notes | `g_lr=0.0002` | 2 | 0 | 4 | 7 | 4.00 (2) | - |"
+    assert rows[1].startswith("| slow | defaults | 2 | 0, 1, 2 | ")
+    assert "| 10, 10, 10 | 7.00 (2) | 7.41, 10, 32; 7.41, 10, 32; 7.41, 10, 32 |" in rows[1]
+    # Every class on every seed, but only "slow" has the 3 seeds the target asks for.
+    assert section["verdict"].endswith("seeds: slow.")

@@ -7,13 +7,17 @@ Each (trial, seed) is trained with `jaxgan.training.train` into `<out>/<trial>/s
 finished run is reused, an unfinished one resumed), scoring `TrainConfig.score_samples` samples
 with the dataset's classifier after every epoch (`metrics.jsonl`). `--evaluate` also scores
 each final checkpoint with 10,000 samples (`jaxgan.eval`, the numbers of `scripts/evaluate.py`).
-Writes `<out>/results.json` (what `python -m experiments.strategy_study --recipes` reports) and
-prints, per trial, the mean and spread over seeds of the per-epoch score and classes.
+Writes `<out>/results.json` (what `python -m experiments.strategy_study --recipes` reports),
+adding to the trials an earlier search of the same folder wrote there (trials of other lengths
+or seeds come from separate invocations), and prints, per trial, the mean and spread over seeds
+of the per-epoch score and classes. A trial's settings are spelled out against the current
+defaults; a run on disk with other settings stops the search rather than being reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -64,6 +68,13 @@ def main() -> None:
                                  data_dir=args.data_dir, **overrides)  # fmt: skip
             workdir = args.out / name / f"seed{seed}"
             done = (workdir / "config.json").exists()
+            if done:
+                saved = TrainConfig.load(workdir / "config.json")
+                differ = [f"{k}: saved {getattr(saved, k)!r}, trial {getattr(config, k)!r}"
+                          for k in (f.name for f in dataclasses.fields(config)) if k != "epochs"
+                          and getattr(saved, k) != getattr(config, k)]  # fmt: skip
+                if differ:
+                    sys.exit(f"{workdir} was trained with other settings: {'; '.join(differ)}")
             final = args.epochs * config.steps_per_epoch(len(train_set))
             records = read_metrics(workdir / "metrics.jsonl") if done else []
             if not records or records[-1]["step"] < final:
@@ -71,7 +82,8 @@ def main() -> None:
                 train(config, workdir, resume=done and bool(records), dataset=train_set,
                       progress=False, sample_scorer=scorer)  # fmt: skip
             scores = read_metrics(workdir / "metrics.jsonl", "sample_classifier_score")
-            results.setdefault(name, {"overrides": overrides, "runs": {}})["runs"][seed] = {
+            trial = {"overrides": overrides, "epochs": args.epochs, "runs": {}}
+            results.setdefault(name, trial)["runs"][seed] = {
                 "epoch_scores": [r["sample_classifier_score"] for r in scores],
                 "epoch_classes": [r["sample_classes_covered"] for r in scores],
             }
@@ -88,15 +100,16 @@ def main() -> None:
                     cache.write_text(json.dumps(result, indent=1))
                 run["final"] = json.loads(cache.read_text())["generated"]
     args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {"commands": [], "trials": {}}
+    command = "python -m experiments.recipes " + shlex.join(sys.argv[1:])
     report = {
-        "command": "python -m experiments.recipes " + shlex.join(sys.argv[1:]),
+        "commands": [c for c in earlier["commands"] if c != command] + [command],
         "model": args.model,
-        "seeds": args.seeds,
-        "epochs": args.epochs,
         "score_samples": TrainConfig().score_samples,
-        "trials": results,
+        "trials": earlier["trials"] | results,
     }
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    path.write_text(json.dumps(report, indent=1))
     for name, trial in results.items():
         scores = np.array([r["epoch_scores"] for r in trial["runs"].values()])
         classes = np.array([r["epoch_classes"] for r in trial["runs"].values()])

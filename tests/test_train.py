@@ -2,6 +2,7 @@
 divergence and bad settings."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from jaxgan.training import (
     run_keys,
     train,
 )
+from jaxgan.training.checkpoint import MANIFEST
 from jaxgan.training.logs import plot_losses
 
 ROOT = Path(__file__).parents[1]
@@ -298,9 +300,20 @@ def test_resume_refuses_a_setting_that_would_change_the_run(trained, tmp_path, c
 
 
 def _set_record_devices(workdir, step, devices):
-    path = workdir / "checkpoints" / str(step) / "record" / "metadata"
+    """Rewrites a checkpoint's record as if it had been saved by a run on `devices` devices,
+    its manifest entry included (else the checkpoint reads as damaged)."""
+    step_dir = workdir / "checkpoints" / str(step)
+    path = step_dir / "record" / "metadata"
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "devices": devices}))
+    manifest = step_dir / MANIFEST
+    entries = json.loads(manifest.read_text())
+    assert "record/metadata" in entries
+    entries["record/metadata"] = [
+        path.stat().st_size,
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+    ]
+    manifest.write_text(json.dumps(entries))
 
 
 @pytest.mark.parametrize("bn_stats", ["global", "per_device"])

@@ -80,7 +80,7 @@ def main() -> None:
             if not records or records[-1]["step"] < final:
                 print(f"training {workdir}", flush=True)
                 train(config, workdir, resume=done and bool(records), dataset=train_set,
-                      progress=False, sample_scorer=scorer)  # fmt: skip
+                      progress=sys.stderr.isatty(), sample_scorer=scorer)  # fmt: skip
             scores = read_metrics(workdir / "metrics.jsonl", "sample_classifier_score")
             trial = {"overrides": overrides, "epochs": args.epochs, "runs": {}}
             results.setdefault(name, trial)["runs"][seed] = {

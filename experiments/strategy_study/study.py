@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,8 @@ def ensure_trained(
     if latest > target:
         raise StudyError(f"{workdir} holds a run of {latest} steps, more than {target}")
     print(f"training {workdir} ({'resumed' if latest else 'new'})", flush=True)
-    train(config, workdir, resume=latest > 0, dataset=train_set, progress=False,
+    # A progress bar per run where a person watches; plain lines in a log.
+    train(config, workdir, resume=latest > 0, dataset=train_set, progress=sys.stderr.isatty(),
           sample_scorer=classifier_scorer(config.dataset))  # fmt: skip
     return True
 

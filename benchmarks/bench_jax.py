@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.state import GANState
+from jaxgan.state import DEFAULT_LEARNING_RATE, GANState
 from jaxgan.training import Dataset, HotLoop, Run, TrainConfig, run_keys
 from jaxgan.training.distributed import DataParallel
 
@@ -105,6 +105,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         batch_size=spec["batch_size"],
         log_every=spec["chunk"],
         devices=spec["devices"],
+        g_lr=DEFAULT_LEARNING_RATE,  # the notes' Adam(2e-4), as both PyTorch sides use
+        d_lr=DEFAULT_LEARNING_RATE,
     )
     run, state, dispatch = training_loop(config, np.load(spec["data"]))
     started = time.perf_counter()

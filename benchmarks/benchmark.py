@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from jaxgan.choices import MODEL_NAMES, STRATEGY_NAMES
+from jaxgan.training.cli import DefaultsHelpFormatter
 from jaxgan.training.data import DATA_DIR_ENV, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,10 @@ def _positive_ints(value: str, flag: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )  # fmt: skip
     p.add_argument("--model", default="all", help="'all', 'mlp' or 'dcgan'")
     p.add_argument("--strategy", default="all", help="'all' or comma-separated strategy names")
     p.add_argument("--batch-size", default="64,256", help="comma-separated batch sizes")

@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jaxgan.training.cli import DefaultsHelpFormatter
+
 
 def _kind(name: str) -> str:
     if name.startswith("ynn_fusion") or name.startswith("dot"):
@@ -50,9 +52,11 @@ def profile(
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     from benchmarks.bench_jax import training_loop
+    from jaxgan.state import DEFAULT_LEARNING_RATE
     from jaxgan.training import TrainConfig
 
-    config = TrainConfig(model=model, strategy=strategy, batch_size=batch_size, log_every=chunk)
+    config = TrainConfig(model=model, strategy=strategy, batch_size=batch_size, log_every=chunk,
+                         g_lr=DEFAULT_LEARNING_RATE, d_lr=DEFAULT_LEARNING_RATE)  # fmt: skip
     images = np.random.default_rng(0).integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
     _, state, dispatch = training_loop(config, images)
     for _ in range(2):  # compile, and settle the state's placement
@@ -84,7 +88,9 @@ def profile(
 def main(argv: list[str] | None = None) -> int:
     """Profiles one configuration and prints the time per step by kind of operation."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.profile_step", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.profile_step",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--model", default="mlp", choices=("mlp", "dcgan"))
     p.add_argument("--strategy", default="two_pass")

@@ -104,6 +104,7 @@ def _generate(generator: nn.Module, state: Variables, noise, batch_size: int | N
     run = jax.jit(lambda variables, noise: generate(generator, variables, noise))
     variables = generator_variables(state)
     total = len(jax.tree.leaves(noise)[0])
+    batch_size = min(batch_size, total)  # a small request is one batch of its own size
     chunks = []
     for start in range(0, total, batch_size):
         chunk = jax.tree.map(lambda x, s=start: x[s : s + batch_size], noise)

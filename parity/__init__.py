@@ -9,6 +9,10 @@ Run from a checkout (`python -m parity`); it is not part of the jaxgan wheel. Th
 import neither PyTorch nor JAX, so the runner parses its flags and prints its help at once.
 """
 
+from pathlib import Path
+
+# Real MNIST's IDX files beside the checkout, where `$JAXGAN_DATA_DIR` does not say otherwise.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 # What each row of the table compares, between the two sides.
 QUANTITIES = ("loss", "params", "bn_stats", "adam_mu", "adam_nu")
 # What both sides may compute in.

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jaxgan.choices import BN_EPSILON, MODEL_NAMES, NUM_CLASSES, STRATEGY_NAMES
+from jaxgan.training.cli import DefaultsHelpFormatter
 from jaxgan.training.data import DATA_DIR_ENV
-from parity import DTYPE_NAMES, QUANTITIES
+from parity import DEFAULT_DATA_DIR, DTYPE_NAMES, QUANTITIES
 
 if TYPE_CHECKING:
     from parity import compare
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO / ".." / "shared" / "data" / "mnist"
 HEADER = f"{'strategy':<18} {'model':<6} {'step':>4}  " + "  ".join(f"{q:>9}" for q in QUANTITIES)
 
 
@@ -51,7 +50,10 @@ def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The runner's command line."""
-    p = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m parity", description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )  # fmt: skip
     p.add_argument("--strategy", default="all", help="'all' or comma-separated strategy names")
     p.add_argument("--model", default="all", help="'all', 'mlp' or 'dcgan'")
     p.add_argument("--steps", type=int, default=20, help="training steps per comparison")

@@ -1,4 +1,4 @@
-"""Trains the classifier that scores a dataset's samples and writes its weights.
+r"""Trains the classifier that scores a dataset's samples and writes its weights.
 
 The shipped weights (`jaxgan/eval/assets/`) were written on CPU (jax 0.10.2) by:
 

@@ -110,7 +110,7 @@ def sharded_resume(workdir, data_dir):
     from jaxgan.training.checkpoint import Checkpointer
     from jaxgan.training.cli import main
     from jaxgan.training.config import TrainConfig
-    from jaxgan.training.loop import Run, run_keys
+    from jaxgan.training.run import Run, run_keys
 
     common = ["--data-dir", data_dir, "--train-examples", "640", "--log-every", "4",
               "--devices", "4", "--no-progress"]  # fmt: skip

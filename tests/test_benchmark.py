@@ -15,7 +15,7 @@ import pytest
 from benchmarks.bench_jax import step_flops
 from benchmarks.profile_step import _kind, profile
 from jaxgan.training.config import TrainConfig
-from jaxgan.training.loop import Run
+from jaxgan.training.run import Run
 
 ROOT = Path(__file__).parents[1]
 

@@ -22,7 +22,7 @@ def test_shipped_classifier_reaches_99_percent_on_the_real_test_set(mnist_dir):
 def test_shipped_fashion_classifier_reaches_91_percent_and_is_not_the_mnist_one(
     fashion_dir, mnist_dir
 ):
-    # 91.6% measured when it was trained (scripts/train_classifier.py, 20 epochs); a classifier
+    # 91.6% measured when it was trained (scripts/train_classifier.py, 5 epochs); a classifier
     # of the other dataset scores ~12% here, so the two cannot be swapped unnoticed.
     fashion = load_idx_split(fashion_dir, "test")
     accuracy = clf.accuracy(clf.load_classifier("fashion_mnist"), fashion)

@@ -50,8 +50,11 @@ def test_dry_run_runs_parity_in_both_dtypes_and_the_benchmark(mnist_dir, tmp_pat
 
 
 def test_a_stage_that_fails_fails_the_check_and_says_so(tmp_path):
+    # A report an earlier check left in the folder must not stand in for the failed stage's.
+    (tmp_path / "benchmark.json").write_text(json.dumps({"rows": [], "stale": True}))
     proc = _gpu_check("--dry-run", "--out", str(tmp_path), "--data-dir", str(tmp_path / "none"))
     assert proc.returncode == 1
+    assert not (tmp_path / "benchmark.json").exists()
     check = json.loads((tmp_path / "gpu_check.json").read_text())
     assert all(s["status"] != 0 for s in check["stages"].values())
     assert "not found" in check["stages"]["parity float64"]["output_tail"]

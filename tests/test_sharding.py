@@ -86,7 +86,7 @@ def _final_params(workdir):
 
     from jaxgan.training.checkpoint import Checkpointer
     from jaxgan.training.config import TrainConfig
-    from jaxgan.training.loop import Run, run_keys
+    from jaxgan.training.run import Run, run_keys
 
     run = Run.build(TrainConfig.from_json((workdir / "config.json").read_text()))
     like = run.init_state(run_keys(0)["init"])

@@ -182,3 +182,20 @@ def test_the_recipe_table_reports_every_trial_and_which_covered_every_class():
     assert "| 10, 10, 10 | 7.00 (2) | 7.41, 10, 32; 7.41, 10, 32; 7.41, 10, 32 |" in rows[1]
     # Every class on every seed, but only "slow" has the 3 seeds the target asks for.
     assert section["verdict"].endswith("seeds: slow.")
+
+
+def test_recipe_trials_parse_each_value_as_its_settings_type():
+    from experiments.recipes.__main__ import parse_trial
+
+    name, overrides = parse_trial("t:g_lr=1e-4,train_examples=640,conditional=True,model=dcgan")
+    assert name == "t"
+    assert overrides == {"g_lr": 1e-4, "train_examples": 640, "conditional": True,
+                         "model": "dcgan"}  # fmt: skip
+    assert type(overrides["train_examples"]) is int and type(overrides["g_lr"]) is float
+    assert parse_trial("defaults:") == ("defaults", {})
+    with pytest.raises(SystemExit, match="'lr' is not a training setting"):
+        parse_trial("t:lr=1e-4")
+    with pytest.raises(SystemExit, match="conditional='yes': expected bool"):
+        parse_trial("t:conditional=yes")
+    with pytest.raises(SystemExit, match="epochs='ten': expected int"):
+        parse_trial("t:epochs=ten")

@@ -28,27 +28,39 @@ import numpy as np
 
 from jaxgan.eval import Evaluator, classifier_scorer, evaluate_run
 from jaxgan.training import TrainConfig, load_idx_split, read_metrics, train
+from jaxgan.training.cli import DefaultsHelpFormatter, value_type
 
 
 def parse_trial(spec: str) -> tuple[str, dict[str, typing.Any]]:
-    """`NAME:KEY=VALUE,KEY=VALUE` -> (name, TrainConfig overrides), values typed by the field."""
+    """`NAME:KEY=VALUE,KEY=VALUE` -> (name, TrainConfig overrides), each value parsed as its
+    field's type (as the training command's flag would be).
+
+    Raises:
+      SystemExit: a key that is not a setting, or a value its type does not parse.
+    """
     name, _, body = spec.partition(":")
     hints = typing.get_type_hints(TrainConfig)
     overrides = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
-        kind = hints[key]
-        if kind is bool:
-            overrides[key] = value == "true"
-        elif kind in (int, float):
-            overrides[key] = kind(value)
-        else:
-            overrides[key] = value
+        if key not in hints:
+            sys.exit(f"trial {name!r}: {key!r} is not a training setting")
+        kind = value_type(hints[key])
+        try:
+            if kind is bool:
+                overrides[key] = {"true": True, "false": False}[value.lower()]
+            else:
+                overrides[key] = kind(value)
+        except (KeyError, ValueError):
+            sys.exit(f"trial {name!r}: {key}={value!r}: expected {kind.__name__}")
     return name, overrides
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.recipes", description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )  # fmt: skip
     p.add_argument("--trial", action="append", required=True, help="NAME:KEY=VALUE,...")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, required=True)

@@ -1,7 +1,7 @@
 """Train every strategy on the same seeds and data, score each run, and write the report.
 
     python -m experiments.strategy_study --data-dir ../shared/data/mnist \\
-        --recipes runs/recipes/mlp/results.json
+        --recipes runs/recipes/mlp1/results.json
 
 Runs land in --out (one folder per model, pixel range, strategy and seed); a run that is
 already complete there is reused and one that stopped early is resumed, so an interrupted

@@ -280,7 +280,7 @@ def load_classifier(dataset: str = "mnist", path: str | os.PathLike | None = Non
             return _from_bytes(f.read())
     if dataset not in WEIGHTS_FILES:
         raise NoClassifierError(
-            f"no classifier for dataset {dataset!r}; jaxgan can score {list(WEIGHTS_FILES)}"
+            f"no classifier for dataset {dataset!r}; jaxgan can score {list(SCORED_DATASETS)}"
         )
     return _load_shipped(dataset)
 

@@ -127,8 +127,9 @@ class Evaluator:
         if accuracy < MIN_REAL_ACCURACY:
             raise DatasetMismatchError(
                 f"the {self.dataset} classifier gets only {accuracy:.0%} of these real images' "
-                f"labels right: they are not {self.dataset}; give the run's dataset "
-                f"(--dataset) or the folder of its IDX files"
+                f"labels right: they are not {self.dataset}; score them against their own "
+                f"dataset (jaxgan-evaluate: --data-dir, the folder of the run's dataset's IDX "
+                f"files)"
             )
         return scores
 

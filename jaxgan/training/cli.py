@@ -39,12 +39,12 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _value_type(hint: Any) -> type:
+def value_type(hint: Any) -> type:
     """The type a flag parses, from its field's annotation (`int | None` parses `int`)."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
-        return _value_type(inner)
+        return value_type(inner)
     if typing.get_origin(hint) is typing.Literal:
         return type(args[0])
     return hint
@@ -55,7 +55,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parsed namespace (not filled with its default), so that `--resume` knows what was given."""
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
-        kind = _value_type(hints[field.name])
+        kind = value_type(hints[field.name])
         default = field.metadata["none"] if field.default is None else field.default
         help_text = f"{field.metadata['help']} (default: {default})"
         if field.metadata["resumable"]:

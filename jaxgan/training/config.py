@@ -58,7 +58,8 @@ def setting(
 class TrainConfig:
     """Everything that decides what a training run computes.
 
-    The run command for the notes' setting is `python scripts/train.py --strategy two_pass`.
+    The defaults are the notes' MLP, data and loss with the measured recipe (docs/strategies.md,
+    "The default recipe"): `python scripts/train.py --strategy two_pass` runs them.
     """
 
     strategy: str = setting(
@@ -88,8 +89,8 @@ class TrainConfig:
         choices=PIXEL_RANGES,
     )  # fmt: skip
     # Epochs and learning rates: the recipe measured over 3 seeds for the notes' MLP, where
-    # Adam(2e-4) draws few digits (docs/strategies.md, "Recipe"); `jaxgan.adam()` keeps the
-    # notes' 2e-4 for the library and the parity suite.
+    # Adam(2e-4) draws few digits (docs/strategies.md, "The default recipe"); `jaxgan.adam()`
+    # keeps the notes' 2e-4 for the library and the parity suite.
     epochs: int = setting(30, "passes over the training set", resumable=True)
     batch_size: int = setting(64, "images per update; an epoch's last partial batch is dropped")
     g_lr: float = setting(1e-4, "the generator's Adam learning rate (the notes: 2e-4)")

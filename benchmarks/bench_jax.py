@@ -107,6 +107,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         devices=spec["devices"],
         g_lr=DEFAULT_LEARNING_RATE,  # the notes' Adam(2e-4), as both PyTorch sides use
         d_lr=DEFAULT_LEARNING_RATE,
+        dtype=spec.get("dtype", "float32"),  # jaxgan's compute dtype; PyTorch stays float32
     )
     run, state, dispatch = training_loop(config, np.load(spec["data"]))
     started = time.perf_counter()

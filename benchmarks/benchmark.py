@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxgan.choices import MODEL_NAMES, STRATEGY_NAMES
+from jaxgan.choices import COMPUTE_DTYPES, MODEL_NAMES, STRATEGY_NAMES
 from jaxgan.training.cli import DefaultsHelpFormatter
 from jaxgan.training.data import DATA_DIR_ENV, load_dataset
 
@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-examples", type=int, default=60000, help="images held in memory")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for both sides")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on a GPU (both sides)")
+    p.add_argument("--dtype", choices=COMPUTE_DTYPES, default="float32",
+                   help="jaxgan's compute dtype (training's --dtype); PyTorch: fp32")  # fmt: skip
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="PyTorch's intra-op threads (default: the cores, as XLA uses)")  # fmt: skip
     p.add_argument("--torch-compile", action="store_true", help="torch.compile the best PyTorch")
@@ -142,7 +144,7 @@ def measure_row(
     row: dict[str, Any] = {"model": model, "strategy": strategy, "batch_size": batch}
     row["jax"] = worker(
         "benchmarks.bench_jax",
-        {**common, "chunk": args.chunk, "repeats": args.repeats, "devices": 1},
+        {**common, "chunk": args.chunk, "repeats": args.repeats, "devices": 1, "dtype": args.dtype},
     )
     torch_spec = {**common, "steps": args.chunk * args.repeats, "warmup": args.torch_warmup,
                   "threads": args.threads}  # fmt: skip
@@ -201,7 +203,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"matmul peak ({settings['matmul_size']}^2 float32): JAX {machine['jax']['gflops']:.1f}, "
         f"PyTorch {machine['torch']['gflops']:.1f} GFLOP/s; timed: jaxgan {settings['repeats']} "
         f"dispatches of {settings['chunk']} steps, PyTorch {settings['torch_steps']} steps after "
-        f"{settings['torch_warmup']}; best PyTorch torch.compile: {settings['torch_compile']}",
+        f"{settings['torch_warmup']}; best PyTorch torch.compile: {settings['torch_compile']}; "
+        f"jaxgan computes in {settings.get('dtype', 'float32')}",
     ]
     load = machine["load_average"][0]
     if load > machine["cores"] / 2:
@@ -254,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch_warmup",
             "device",
             "tf32",
+            "dtype",
             "threads",
             "torch_compile",
             "matmul_size",

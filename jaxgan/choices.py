@@ -11,6 +11,9 @@ from typing import Literal
 STRATEGY_NAMES = ("two_pass", "shared_joint", "shared_sequential", "shared_accumulate", "d_first")
 # The model families (`jaxgan.models`).
 MODEL_NAMES = ("mlp", "dcgan")
+# What the models' matmuls and convolutions compute in (params, BatchNorm, losses and Adam stay
+# in float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # The losses on the discriminator's logits (`jaxgan.losses`).
 LOSS_NAMES = ("bce", "bce_logits")
 # How images are scaled, with the generator output that matches: [0, 1] (`ToTensor()`) and a

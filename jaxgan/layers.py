@@ -41,6 +41,9 @@ class BatchNorm(nn.Module):
       epsilon: added to the variance before the square root.
       scale_init: initializer of the scale (PyTorch's `weight`).
       groups: how many groups of the batch get their own statistics.
+
+    A low-precision input (bfloat16) is normalized in float32, the statistics' dtype, and the
+    result returned in the input's dtype; float32 and float64 inputs compute in their own.
     """
 
     momentum: float = 0.1
@@ -50,6 +53,8 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        dtype = x.dtype
+        x = x.astype(jnp.promote_types(dtype, jnp.float32))
         features = x.shape[-1]
         scale = self.param("scale", self.scale_init, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
@@ -60,7 +65,7 @@ class BatchNorm(nn.Module):
         if not train:
             mean, var = running_mean.value.reshape(shape), running_var.value.reshape(shape)
             y = (x[None] - mean) * jax.lax.rsqrt(var + self.epsilon)
-            return (y * scale.reshape(shape) + bias.reshape(shape))[0]
+            return (y * scale.reshape(shape) + bias.reshape(shape))[0].astype(dtype)
         if x.shape[0] % self.groups:
             raise ValueError(f"a batch of {x.shape[0]} does not split into {self.groups} groups")
         grouped = x.reshape(self.groups, x.shape[0] // self.groups, *x.shape[1:])
@@ -77,7 +82,7 @@ class BatchNorm(nn.Module):
             running_var.value = (1 - m) * running_var.value + m * unbiased.mean(0)
         y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon)
         y = y * scale.reshape(shape) + bias.reshape(shape)
-        return y.reshape(x.shape)
+        return y.reshape(x.shape).astype(dtype)
 
 
 def torch_linear_bias_init(fan_in: int) -> nn.initializers.Initializer:
@@ -109,9 +114,14 @@ class UpConv(nn.Module):
     input followed by an interleave. That is the same sum as a transposed convolution, and on
     XLA:CPU its gradient is several times faster than that of `lax.conv_transpose`, whose
     kernel gradient falls back to a slow convolution there.
+
+    Attributes:
+      features: output channels.
+      dtype: what the matmul computes in (e.g. `"bfloat16"`); None: the input's and kernel's.
     """
 
     features: int
+    dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -125,6 +135,7 @@ class UpConv(nn.Module):
         patches = jnp.concatenate(
             [padded[:, r : r + h + 1, t : t + w + 1] for r in range(2) for t in range(2)], -1
         )
+        patches, phase_kernel = _compute_in(self.dtype, patches, phase_kernel)
         y = (patches @ phase_kernel).reshape(b, h + 1, w + 1, 2, 2, self.features)
         rows = [
             jnp.stack([y[:, a : a + h, c_ : c_ + w, a, c_] for c_ in range(2)], axis=3)
@@ -143,9 +154,14 @@ class DownConv(nn.Module):
     concatenated. The same sum as `lax.conv_general_dilated`; but inside `lax.scan`, XLA:CPU
     runs convolutions through a slow generic loop (measured: a DCGAN discriminator's gradient
     took 1350 ms per step in a scan against 41 ms outside one), and matmuls do not suffer this.
+
+    Attributes:
+      features: output channels.
+      dtype: what the matmul computes in (e.g. `"bfloat16"`); None: the input's and kernel's.
     """
 
     features: int
+    dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -161,4 +177,10 @@ class DownConv(nn.Module):
         patches = jnp.concatenate(windows, axis=-1)  # channels ordered (dy, dx, ry, rx, c)
         # Tap ky = 2 dy + ry and kx = 2 dx + rx, reordered to match the patches.
         folded_kernel = kernel.reshape(2, 2, 2, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)
+        patches, folded_kernel = _compute_in(self.dtype, patches, folded_kernel)
         return patches @ folded_kernel.reshape(16 * c, self.features)
+
+
+def _compute_in(dtype: str | None, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """The arrays cast to `dtype` (a matmul's operands), or unchanged when it is None."""
+    return arrays if dtype is None else tuple(a.astype(dtype) for a in arrays)

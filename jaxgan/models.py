@@ -36,7 +36,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.choices import BN_EPSILON, MODEL_NAMES, OUTPUTS, PIXEL_RANGES, PixelRange
+from jaxgan.choices import (
+    BN_EPSILON,
+    COMPUTE_DTYPES,
+    MODEL_NAMES,
+    OUTPUTS,
+    PIXEL_RANGES,
+    PixelRange,
+)
 from jaxgan.layers import (
     BatchNorm,
     DownConv,
@@ -59,15 +66,17 @@ def to_unit_range(images: jax.Array, pixel_range: PixelRange) -> jax.Array:
     return (images + 1) / 2 if pixel_range == "symmetric" else images
 
 
-def _linear(features: int, fan_in: int) -> nn.Dense:
+def _linear(features: int, fan_in: int, dtype: str | None) -> nn.Dense:
     return nn.Dense(
         features,
         kernel_init=torch_linear_kernel_init,
         bias_init=torch_linear_bias_init(fan_in),
+        dtype=dtype,
     )
 
 
 def _activate_output(x: jax.Array, output: Output) -> jax.Array:
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # images leave G in float32 at least
     if output == "sigmoid":
         return jax.nn.sigmoid(x)
     if output == "tanh":
@@ -94,6 +103,11 @@ def _project(h: jax.Array, labels: jax.Array | None, num_classes: int | None, in
     return jnp.sum(embedding(labels) * h, axis=-1)
 
 
+def _logits(x: jax.Array) -> jax.Array:
+    """D's logits, in float32 at least: the loss is never computed in low precision."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _check_labels(labels: jax.Array | None, num_classes: int | None) -> None:
     if num_classes is None and labels is not None:
         raise ValueError("this model is unconditional; build it with num_classes to pass labels")
@@ -112,6 +126,7 @@ class MLPGenerator(nn.Module):
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
     num_classes: int | None = None  # conditional: G(z, labels)
+    dtype: str | None = None  # what the matmuls compute in (see make_models)
 
     @nn.compact
     def __call__(
@@ -120,11 +135,11 @@ class MLPGenerator(nn.Module):
         x = _condition(z, labels, self.num_classes)
         fan_in = x.shape[-1]
         for i, width in enumerate(self.hidden):
-            x = _linear(width, fan_in)(x)
+            x = _linear(width, fan_in, self.dtype)(x)
             if i > 0:
                 x = BatchNorm(self.bn_momentum, self.bn_epsilon, groups=self.bn_groups)(x, train)
             x, fan_in = nn.leaky_relu(x, 0.2), width
-        x = _linear(math.prod(self.image_shape), fan_in)(x)
+        x = _linear(math.prod(self.image_shape), fan_in, self.dtype)(x)
         return _activate_output(x, self.output).reshape(-1, *self.image_shape)
 
 
@@ -133,6 +148,7 @@ class MLPDiscriminator(nn.Module):
 
     hidden: Sequence[int] = (512, 256)
     num_classes: int | None = None  # conditional: D(images, labels), projection form
+    dtype: str | None = None  # what the matmuls compute in (see make_models)
 
     @nn.compact
     def __call__(
@@ -141,9 +157,9 @@ class MLPDiscriminator(nn.Module):
         x = images.reshape(images.shape[0], -1)
         fan_in = x.shape[-1]
         for width in self.hidden:
-            x, fan_in = nn.leaky_relu(_linear(width, fan_in)(x), 0.2), width
+            x, fan_in = nn.leaky_relu(_linear(width, fan_in, self.dtype)(x), 0.2), width
         class_term = _project(x, labels, self.num_classes, torch_linear_bias_init(fan_in))
-        return _linear(1, fan_in)(x)[:, 0] + class_term
+        return _logits(_linear(1, fan_in, self.dtype)(x)[:, 0] + class_term)
 
 
 class DCGANGenerator(nn.Module):
@@ -157,6 +173,7 @@ class DCGANGenerator(nn.Module):
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     output: Output = "sigmoid"
     num_classes: int | None = None  # conditional: G(z, labels)
+    dtype: str | None = None  # what the matmuls compute in (see make_models)
 
     @nn.compact
     def __call__(
@@ -168,10 +185,11 @@ class DCGANGenerator(nn.Module):
 
         x = _condition(z, labels, self.num_classes)
         # ConvTranspose2d(latent, 2f, 7, 1, 0) on a 1x1 input is a dense layer to 7x7x2f.
-        x = nn.Dense(7 * 7 * 2 * self.features, use_bias=False, kernel_init=dcgan_kernel_init)(x)
+        x = nn.Dense(7 * 7 * 2 * self.features, use_bias=False, kernel_init=dcgan_kernel_init,
+                     dtype=self.dtype)(x)  # fmt: skip
         x = nn.relu(bn(x.reshape(-1, 7, 7, 2 * self.features)))
-        x = nn.relu(bn(UpConv(self.features)(x)))  # 14x14
-        x = UpConv(self.image_shape[-1])(x)  # 28x28
+        x = nn.relu(bn(UpConv(self.features, self.dtype)(x)))  # 14x14
+        x = UpConv(self.image_shape[-1], self.dtype)(x)  # 28x28
         return _activate_output(x, self.output)
 
 
@@ -183,19 +201,21 @@ class DCGANDiscriminator(nn.Module):
     bn_momentum: float = 0.1
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     num_classes: int | None = None  # conditional: D(images, labels), projection form
+    dtype: str | None = None  # what the matmuls compute in (see make_models)
 
     @nn.compact
     def __call__(
         self, images: jax.Array, labels: jax.Array | None = None, train: bool = True
     ) -> jax.Array:
-        x = nn.leaky_relu(DownConv(self.features)(images), 0.2)  # 14x14
-        x = DownConv(2 * self.features)(x)  # 7x7
+        x = nn.leaky_relu(DownConv(self.features, self.dtype)(images), 0.2)  # 14x14
+        x = DownConv(2 * self.features, self.dtype)(x)  # 7x7
         x = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init, self.bn_groups)(x, train)
         x = nn.leaky_relu(x, 0.2)
         # Conv2d(2f, 1, 7, 1, 0) on a 7x7 input is a dense layer on the flattened (h, w, c).
         x = x.reshape(x.shape[0], -1)
         class_term = _project(x, labels, self.num_classes, dcgan_kernel_init)
-        return nn.Dense(1, use_bias=False, kernel_init=dcgan_kernel_init)(x)[:, 0] + class_term
+        dense = nn.Dense(1, use_bias=False, kernel_init=dcgan_kernel_init, dtype=self.dtype)
+        return _logits(dense(x)[:, 0] + class_term)
 
 
 def make_models(
@@ -208,6 +228,7 @@ def make_models(
     features: int = 64,
     num_classes: int | None = None,
     bn_groups: int = 1,
+    dtype: str | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Builds a (generator, discriminator) pair by name.
 
@@ -225,6 +246,10 @@ def make_models(
       num_classes: `None` for a plain GAN; a class count for a class-conditional pair, where
         G takes `(z, labels)` (label embedding concatenated to the noise) and D takes
         `(images, labels)` (projection discriminator).
+      dtype: what the matmuls and convolutions compute in: None for the parameters' dtype
+        (float32, or float64 in the parity suite), `"bfloat16"` for mixed precision, where the
+        parameters, BatchNorm's statistics, G's output activation and D's logits (so the loss
+        and Adam) stay float32.
 
     Returns:
       `(generator, discriminator)`, flax modules called as `G(z[, labels], train=...)` and
@@ -234,15 +259,18 @@ def make_models(
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if not bn_epsilon > 0:
         raise ValueError(f"bn_epsilon must be positive, got {bn_epsilon}")
+    if dtype is not None and dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be None or one of {list(COMPUTE_DTYPES)}, got {dtype!r}")
     bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "bn_groups": bn_groups}
+    common = {"num_classes": num_classes, "dtype": dtype}
     if name == "mlp":
         return (
-            MLPGenerator(latent_dim, output=output, num_classes=num_classes, **bn),
-            MLPDiscriminator(num_classes=num_classes),
+            MLPGenerator(latent_dim, output=output, **common, **bn),
+            MLPDiscriminator(**common),
         )
     if name == "dcgan":
         return (
-            DCGANGenerator(latent_dim, features, output=output, num_classes=num_classes, **bn),
-            DCGANDiscriminator(features, num_classes=num_classes, **bn),
+            DCGANGenerator(latent_dim, features, output=output, **common, **bn),
+            DCGANDiscriminator(features, **common, **bn),
         )
     raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")

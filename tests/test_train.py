@@ -369,3 +369,12 @@ def test_a_damaged_config_stops_with_a_message_naming_the_file(trained, tmp_path
     assert main(["--resume", "--workdir", str(workdir)]) == 2
     err = capsys.readouterr().err
     assert str(workdir / "config.json") in err and message in err and "Traceback" not in err
+
+
+def test_dtype_reaches_the_models_and_float32_leaves_them_at_the_parameters_dtype():
+    # float32 means "the parameters' dtype" (None), so float64 checks of a run stay float64.
+    for dtype, expected in (("float32", None), ("bfloat16", "bfloat16")):
+        run = jaxgan.training.run.Run.build(TrainConfig(model="dcgan", dtype=dtype))
+        assert run.generator.dtype == run.discriminator.dtype == expected
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        TrainConfig(dtype="float16").validate()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from jaxgan.choices import (
     BN_EPSILON,
+    COMPUTE_DTYPES,
     DATASETS,
     LOSS_NAMES,
     MODEL_NAMES,
@@ -100,6 +101,11 @@ class TrainConfig:
     bn_epsilon: float = setting(
         BN_EPSILON, "BatchNorm epsilon (PyTorch's default; PyTorch-GAN's gan.py runs the MLP "
         "with 0.8: its BatchNorm1d(out_feat, 0.8) passes 0.8 as eps, not momentum)",
+    )  # fmt: skip
+    dtype: str = setting(
+        "float32", "what the models' matmuls and convolutions compute in; with bfloat16, "
+        "parameters, BatchNorm statistics, losses and Adam stay float32",
+        choices=COMPUTE_DTYPES,
     )  # fmt: skip
     latent_dim: int = setting(100, "size of the noise vector")
     features: int = setting(64, "the DCGAN's base width (the MLP ignores it)")

@@ -51,6 +51,7 @@ class Run:
             features=config.features,
             num_classes=config.num_classes,
             bn_groups=num_devices if config.bn_stats == "per_device" else 1,
+            dtype=None if config.dtype == "float32" else config.dtype,  # float32: the params'
         )
         g_tx, d_tx = cls.optimizers(config)
         step_fn = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)

@@ -14,7 +14,6 @@ from jaxgan._lazy import lazy_exports
 _EXPORTS = {
     "Classifier": "jaxgan.eval.classifier",
     "NoClassifierError": "jaxgan.eval.classifier",
-    "SCORED_DATASETS": "jaxgan.eval.classifier",
     "load_classifier": "jaxgan.eval.classifier",
     "Evaluator": "jaxgan.eval.evaluation",
     "draw_samples": "jaxgan.eval.evaluation",
@@ -26,7 +25,6 @@ __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
-    from jaxgan.eval.classifier import SCORED_DATASETS as SCORED_DATASETS
     from jaxgan.eval.classifier import Classifier as Classifier
     from jaxgan.eval.classifier import NoClassifierError as NoClassifierError
     from jaxgan.eval.classifier import load_classifier as load_classifier

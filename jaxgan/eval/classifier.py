@@ -38,7 +38,6 @@ WEIGHTS_FILES = {
     "mnist": "mnist_classifier.msgpack",
     "fashion_mnist": "fashion_mnist_classifier.msgpack",
 }
-SCORED_DATASETS = tuple(WEIGHTS_FILES)
 
 
 class NoClassifierError(ValueError):
@@ -265,7 +264,7 @@ def load_classifier(dataset: str = "mnist", path: str | os.PathLike | None = Non
     """Loads a classifier's weights: the one shipped for `dataset`, or the file at `path`.
 
     Args:
-      dataset: a dataset with shipped weights (`SCORED_DATASETS`).
+      dataset: a dataset with shipped weights (a key of `WEIGHTS_FILES`).
       path: a file written by `save_classifier`, which replaces the shipped one.
 
     Returns:
@@ -280,7 +279,7 @@ def load_classifier(dataset: str = "mnist", path: str | os.PathLike | None = Non
             return _from_bytes(f.read())
     if dataset not in WEIGHTS_FILES:
         raise NoClassifierError(
-            f"no classifier for dataset {dataset!r}; jaxgan can score {list(SCORED_DATASETS)}"
+            f"no classifier for dataset {dataset!r}; jaxgan can score {list(WEIGHTS_FILES)}"
         )
     return _load_shipped(dataset)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxgan.eval import Evaluator, classifier_scorer, evaluate_run
-from jaxgan.training import TrainConfig, load_idx_split, read_metrics, train
+from jaxgan.training import TrainConfig, load_idx_split, read_metrics, saved_steps, train
 from jaxgan.training.cli import DefaultsHelpFormatter, value_type
 
 
@@ -91,7 +91,8 @@ def main() -> None:
             records = read_metrics(workdir / "metrics.jsonl") if done else []
             if not records or records[-1]["step"] < final:
                 print(f"training {workdir}", flush=True)
-                train(config, workdir, resume=done and bool(records), dataset=train_set,
+                # A run killed before its first checkpoint starts again (train() says so).
+                train(config, workdir, resume=bool(saved_steps(workdir)), dataset=train_set,
                       progress=sys.stderr.isatty(), sample_scorer=scorer)  # fmt: skip
             scores = read_metrics(workdir / "metrics.jsonl", "sample_classifier_score")
             trial = {"overrides": overrides, "epochs": args.epochs, "runs": {}}

@@ -71,6 +71,20 @@ def create_state(
     Returns:
       A `GANState` at step 0.
     """
+    # One compiled program (run op by op, a DCGAN's initialization compiles each of its hundreds
+    # of operations apart: seconds longer). A closure, so that modules need not be hashable.
+    return jax.jit(lambda k: _init_state(k, generator, discriminator, g_optimizer, d_optimizer))(
+        key
+    )
+
+
+def _init_state(
+    key: jax.Array,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: optax.GradientTransformation,
+    d_optimizer: optax.GradientTransformation,
+) -> GANState:
     g_key, d_key = jax.random.split(key)
     # A conditional pair (num_classes set) is initialized with labels too.
     labels = () if getattr(generator, "num_classes", None) is None else (jnp.zeros(1, jnp.int32),)

@@ -256,9 +256,8 @@ def run(
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.default_device(jdev))
         # The initial weights are drawn in float32 whatever the dtypes compared, so that every
-        # comparison starts from the same values; jitted, as flax's eager init compiles each op.
-        create = jax.jit(jaxgan.create_state, static_argnums=(1, 2, 3, 4))
-        state = create(jax.random.key(seed), G, D, tx, tx)
+        # comparison starts from the same values.
+        state = jaxgan.create_state(jax.random.key(seed), G, D, tx, tx)
         stack.enter_context(jax.enable_x64(jax_dtype == "float64"))
         state = jax.tree.map(lambda x: x.astype(jdtype) if x.dtype.kind == "f" else x, state)
         ref_epsilon = bn_epsilon if reference_epsilon is None else reference_epsilon

@@ -170,7 +170,7 @@ class Problem:
     def grads(self, loss: str):
         """`(∇_G loss, ∇_D loss)` at the initial point, `loss` one of g_loss, d_loss, both."""
         if loss not in self._grads:
-            f = jax.grad(getattr(self, loss), argnums=(0, 1))
+            f = jax.jit(jax.grad(getattr(self, loss), argnums=(0, 1)))
             self._grads[loss] = f(self.state.g_params, self.state.d_params)
             assert_float64(self._grads[loss])
         return self._grads[loss]
@@ -243,7 +243,7 @@ def grad_g(f, p: Problem, g_params=None, d_params=None):
         return p.grads(f.__name__)[0]
     g_params = p.state.g_params if g_params is None else g_params
     d_params = p.state.d_params if d_params is None else d_params
-    return jax.grad(f, argnums=0)(g_params, d_params)
+    return jax.jit(jax.grad(f, argnums=0))(g_params, d_params)
 
 
 def grad_d(f, p: Problem, g_params=None, d_params=None):
@@ -251,7 +251,7 @@ def grad_d(f, p: Problem, g_params=None, d_params=None):
         return p.grads(f.__name__)[1]
     g_params = p.state.g_params if g_params is None else g_params
     d_params = p.state.d_params if d_params is None else d_params
-    return jax.grad(f, argnums=1)(g_params, d_params)
+    return jax.jit(jax.grad(f, argnums=1))(g_params, d_params)
 
 
 def test_two_pass_trains_d_on_fakes_from_the_updated_generator(problem):

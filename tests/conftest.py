@@ -13,6 +13,28 @@ from jaxgan.training import TrainConfig, train
 # Implicit rank promotion hides shape bugs ([B] + [B, 1] -> [B, B]); make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+
+def _pin_xdist_worker() -> None:
+    """Gives each pytest-xdist worker its own share of the cores.
+
+    XLA's and PyTorch's thread pools size themselves to every core the process may use; two
+    workers on two cores then run four busy threads, and PyTorch's OpenMP threads, spinning at
+    their barriers while XLA holds the cores, made its tests ten times slower. Pinned before
+    JAX or PyTorch starts, each worker's pools see only its cores (with two workers on two
+    cores, each runs as under `taskset -c N`: one more summation order the tests must hold to).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if worker is None or workers > len(cores):
+        return
+    share = len(cores) // workers
+    index = int(worker.removeprefix("gw"))
+    os.sched_setaffinity(0, cores[index * share : (index + 1) * share])
+
+
+_pin_xdist_worker()
+
 MNIST_DIR = Path(
     os.environ.get("JAXGAN_TEST_MNIST", Path(__file__).parents[1] / "../shared/data/mnist")
 )

@@ -71,33 +71,26 @@ def create_state(
     Returns:
       A `GANState` at step 0.
     """
+
+    def init(key: jax.Array) -> GANState:
+        g_key, d_key = jax.random.split(key)
+        # A conditional pair (num_classes set) is initialized with labels too.
+        conditional = getattr(generator, "num_classes", None) is not None
+        labels = (jnp.zeros(1, jnp.int32),) if conditional else ()
+        z = jnp.zeros((1, generator.latent_dim), jnp.float32)
+        g_vars = generator.init(g_key, z, *labels, train=False)
+        images = jnp.zeros((1, *generator.image_shape), jnp.float32)
+        d_vars = discriminator.init(d_key, images, *labels, train=False)
+        return GANState(
+            step=jnp.zeros((), jnp.int32),
+            g_params=g_vars["params"],
+            d_params=d_vars["params"],
+            g_batch_stats=g_vars.get("batch_stats", {}),
+            d_batch_stats=d_vars.get("batch_stats", {}),
+            g_opt_state=g_optimizer.init(g_vars["params"]),
+            d_opt_state=d_optimizer.init(d_vars["params"]),
+        )
+
     # One compiled program (run op by op, a DCGAN's initialization compiles each of its hundreds
     # of operations apart: seconds longer). A closure, so that modules need not be hashable.
-    return jax.jit(lambda k: _init_state(k, generator, discriminator, g_optimizer, d_optimizer))(
-        key
-    )
-
-
-def _init_state(
-    key: jax.Array,
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_optimizer: optax.GradientTransformation,
-    d_optimizer: optax.GradientTransformation,
-) -> GANState:
-    g_key, d_key = jax.random.split(key)
-    # A conditional pair (num_classes set) is initialized with labels too.
-    labels = () if getattr(generator, "num_classes", None) is None else (jnp.zeros(1, jnp.int32),)
-    z = jnp.zeros((1, generator.latent_dim), jnp.float32)
-    g_vars = generator.init(g_key, z, *labels, train=False)
-    images = jnp.zeros((1, *generator.image_shape), jnp.float32)
-    d_vars = discriminator.init(d_key, images, *labels, train=False)
-    return GANState(
-        step=jnp.zeros((), jnp.int32),
-        g_params=g_vars["params"],
-        d_params=d_vars["params"],
-        g_batch_stats=g_vars.get("batch_stats", {}),
-        d_batch_stats=d_vars.get("batch_stats", {}),
-        g_opt_state=g_optimizer.init(g_vars["params"]),
-        d_opt_state=d_optimizer.init(d_vars["params"]),
-    )
+    return jax.jit(init)(key)

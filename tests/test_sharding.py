@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sharded_checks import _max_diff
 
 ROOT = Path(__file__).parents[1]
 # Sharded against single-device steps, compared in float64 (tests/sharded_checks.py), where the
@@ -94,13 +95,6 @@ def _final_params(workdir):
     state = Checkpointer(workdir).restore(like, run_keys(0))[0]
     params = jax.device_get(((state.g_params, state.d_params), (like.g_params, like.d_params)))
     return *params, int(state.step)
-
-
-def _max_diff(a, b) -> float:
-    import jax
-
-    return max(float(np.max(np.abs(x - y))) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))  # fmt: skip
 
 
 def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_path):

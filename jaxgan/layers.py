@@ -96,8 +96,21 @@ def torch_linear_bias_init(fan_in: int) -> nn.initializers.Initializer:
 
 # PyTorch's nn.Linear default: kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_linear_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-# The DCGAN paper's initialization: N(0, 0.02) weights, BatchNorm scale N(1, 0.02).
-dcgan_kernel_init = nn.initializers.normal(0.02)
+
+
+def dcgan_kernel_init(key, shape, dtype=jnp.float32):
+    """The DCGAN paper's N(0, 0.02) weights: `nn.initializers.normal(0.02)`, drawn flat.
+
+    The same values bit for bit (threefry numbers the elements of a draw in row-major order, so
+    a flat draw reshaped is the shaped draw), but XLA:CPU compiles a draw of a 4-D convolution
+    kernel ~5x slower than a flat one: 2.5 s against 0.5 s for a `(4, 4, 16, 8)` kernel on one
+    core, most of the time a DCGAN's initialization took to compile.
+    """
+    flat = jax.random.normal(key, (math.prod(shape),), dtype)
+    return flat.reshape(shape) * 0.02
+
+
+# The DCGAN paper's BatchNorm scale: N(1, 0.02).
 
 
 def dcgan_scale_init(key, shape, dtype=jnp.float32):

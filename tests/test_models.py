@@ -10,13 +10,14 @@ import functools
 import itertools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from jaxgan.layers import BatchNorm, DownConv, UpConv
+from jaxgan.layers import BatchNorm, DownConv, UpConv, dcgan_kernel_init
 from jaxgan.models import MODELS, make_models
 
 # Each output below is a sum of at most a few hundred products, or a mean and variance of at
@@ -107,6 +108,17 @@ def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, float64):
     )
     assert y.shape == (3, 2 * size, 2 * size, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.parametrize("shape", [(4, 4, 16, 8), (4, 4, 1, 3), (100, 784), (5,)])
+def test_dcgan_kernel_init_draws_flax_normal_bit_for_bit(shape):
+    # Drawn flat and reshaped (a faster compilation): the values must be nn.initializers'.
+    key = jax.random.key(3)
+    expected = nn.initializers.normal(0.02)(key, shape)
+    actual = dcgan_kernel_init(key, shape)
+    assert actual.shape == shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual, expected)
+    assert float(jnp.std(actual)) > 0.01  # a draw, not zeros
 
 
 def _count(params) -> int:

@@ -116,7 +116,7 @@ class Problem:
         self.num_classes = num_classes
         self.real, self.noise = as_float64(batch(num_classes=num_classes))
         self.conditional = num_classes is not None
-        self._jitted, self._steps, self._grad_fns, self._grads = {}, {}, {}, {}
+        self._step_all, self._steps, self._grad_fns, self._grads = None, {}, {}, {}
 
     def _labelled(self, batch):
         return batch if self.conditional else (batch,)
@@ -149,21 +149,33 @@ class Problem:
     def both(self, g_params, d_params):
         return self.g_loss(g_params, d_params) + self.d_loss(g_params, d_params)
 
-    def jitted_step(self, strategy: str):
-        """`(jax.jit(step), the list of its traces)`, built once per strategy."""
-        if strategy not in self._jitted:
-            raw = make_train_step(strategy, self.G, self.D, self.optimizer, self.optimizer)
-            traced, traces = counting(raw)
-            self._jitted[strategy] = jax.jit(traced), traces
-        return self._jitted[strategy]
+    def jitted_steps(self):
+        """`(step_all, {strategy: the list of its traces})`, built once.
+
+        `step_all(states, real, noise)` takes and returns `{strategy: state}` (and metrics):
+        every strategy's step in one jitted program, each on its own state. XLA:CPU compiles
+        the five together in a third of the time it takes for them apart.
+        """
+        if self._step_all is None:
+            traced = {}
+            for name in STRATEGIES:
+                raw = make_train_step(name, self.G, self.D, self.optimizer, self.optimizer)
+                traced[name] = counting(raw)
+
+            def step_all(states, real, noise):
+                return {name: fn(states[name], real, noise) for name, (fn, _) in traced.items()}
+
+            self._step_all = jax.jit(step_all), {n: traces for n, (_, traces) in traced.items()}
+        return self._step_all
 
     def step(self, strategy: str):
         """One step from the initial state -> (G's gradient, D's gradient, new state, metrics)."""
-        if strategy not in self._steps:
-            step, _ = self.jitted_step(strategy)
-            new_state, metrics = step(self.state, self.real, self.noise)
-            assert_float64((new_state, metrics))
-            self._steps[strategy] = new_state.g_opt_state, new_state.d_opt_state, new_state, metrics
+        if not self._steps:
+            step_all, _ = self.jitted_steps()
+            results = step_all(dict.fromkeys(STRATEGIES, self.state), self.real, self.noise)
+            for name, (new_state, metrics) in results.items():
+                assert_float64((new_state, metrics))
+                self._steps[name] = new_state.g_opt_state, new_state.d_opt_state, new_state, metrics
         return self._steps[strategy]
 
     def grads(self, loss: str, g_params=None, d_params=None):
@@ -370,8 +382,9 @@ def test_running_statistics_follow_the_pytorch_call_order(strategy, problems):
     assert_close(new_state.d_batch_stats, d_stats)
 
 
-@pytest.mark.parametrize("model", MODELS)
+# One model's strategies in a row: their eager runs share compiled operations.
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("model", MODELS)
 def test_jit_matches_eager_and_never_retraces(strategy, model, problems):
     # Recording SGD: compares gradients, which Adam's normalisation would blur.
     p = problems(model)
@@ -379,7 +392,7 @@ def test_jit_matches_eager_and_never_retraces(strategy, model, problems):
     with jax.disable_jit():
         eager_state, eager_metrics = raw_step(p.state, p.real, p.noise)
 
-    step, traces = p.jitted_step(strategy)
+    step_all, traces = p.jitted_steps()
     _, _, state, metrics = p.step(strategy)
     for field in ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_batch_stats",
                   "d_batch_stats"):  # fmt: skip
@@ -388,9 +401,12 @@ def test_jit_matches_eager_and_never_retraces(strategy, model, problems):
     for name, value in metrics.items():  # losses and mean probabilities, all of order 1
         np.testing.assert_allclose(value, eager_metrics[name], rtol=RTOL, err_msg=name)
     assert_float64(metrics)
+    states = {name: p.step(name)[2] for name in STRATEGIES}
     for seed in range(2, 5):  # new data each step: one trace, one compilation
-        state, metrics = step(state, *as_float64(batch(seed)))
-    assert len(traces) == 1
+        results = step_all(states, *as_float64(batch(seed)))
+        states = {name: new_state for name, (new_state, _) in results.items()}
+    state, metrics = results[strategy]
+    assert len(traces[strategy]) == 1
     assert int(state.step) == 4
     assert all(np.isfinite(float(v)) for v in metrics.values())
 

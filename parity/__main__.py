@@ -141,22 +141,23 @@ def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
     print(HEADER)
     rows = []
     for model in args.models:
-        for strategy in args.strategies:
-            for row in compare.run(
-                strategy,
-                model,
-                real,
-                noise,
-                features=args.features,
-                num_classes=args.num_classes,
-                bn_epsilon=args.bn_epsilon,
-                seed=args.seed,
-                device=args.device,
-                jax_dtype=args.dtype,
-                torch_dtype=args.torch_dtype,
-            ):
+        by_strategy = compare.run_strategies(
+            args.strategies,
+            model,
+            real,
+            noise,
+            features=args.features,
+            num_classes=args.num_classes,
+            bn_epsilon=args.bn_epsilon,
+            seed=args.seed,
+            device=args.device,
+            jax_dtype=args.dtype,
+            torch_dtype=args.torch_dtype,
+        )
+        for strategy, strategy_rows in by_strategy.items():
+            for row in strategy_rows:
                 print(_format_row(strategy, model, str(row.step), row.diffs), flush=True)
-                rows.append(row)
+            rows.extend(strategy_rows)
     return rows
 
 

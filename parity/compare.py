@@ -198,8 +198,42 @@ def _torch_input(batch, device: torch.device, dtype: torch.dtype):
     return t.permute(0, 3, 1, 2).contiguous() if t.ndim == 4 else t  # NHWC -> NCHW
 
 
-def run(
-    strategy: str,
+def run(strategy: str, model: str, real: Batches, noise: Batches, **options) -> list[Row]:
+    """Trains jaxgan and the reference from the same weights on the same inputs.
+
+    Args:
+      strategy: jaxgan's strategy, one of `jaxgan.STRATEGIES`.
+      model: `"mlp"` or `"dcgan"`.
+      real: float32 images `[steps, B, 28, 28, 1]` in `[0, 1]`, one batch per step; for the
+        conditional models `(images, labels)` with int labels `[steps, B]`.
+      noise: float32 noise `[steps, B, 100]`; for the conditional models `(noise, labels)`,
+        the labels G is asked to draw.
+      **options: as `run_strategies` takes them, and `reference_strategy`: the reference's
+        strategy, `strategy` by default; a different one shows that the check notices when
+        semantics differ.
+
+    Returns:
+      One `Row` per step.
+    """
+    reference_strategy = options.pop("reference_strategy", None) or strategy
+    return _run([(strategy, reference_strategy)], model, real, noise, **options)[0]
+
+
+def run_strategies(
+    strategies: Sequence[str], model: str, real: Batches, noise: Batches, **options
+) -> dict[str, list[Row]]:
+    """`run` for several strategies, `{strategy: rows}`, each from the same initial weights.
+
+    jaxgan's steps for all of them are one compiled program (each strategy on its own state),
+    which XLA:CPU compiles in about a third of the time the separate steps take; the numbers
+    each strategy computes are its own.
+    """
+    rows = _run([(s, s) for s in strategies], model, real, noise, **options)
+    return dict(zip(strategies, rows, strict=True))
+
+
+def _run(
+    pairs: Sequence[tuple[str, str]],
     model: str,
     real: Batches,
     noise: Batches,
@@ -211,19 +245,12 @@ def run(
     device: str = "cpu",
     jax_dtype: str = "float64",
     torch_dtype: str = "float64",
-    reference_strategy: str | None = None,
     reference_inputs: tuple[Batches, Batches] | None = None,
     reference_epsilon: float | None = None,
-) -> list[Row]:
-    """Trains jaxgan and the reference from the same weights on the same inputs.
+) -> list[list[Row]]:
+    """`(jaxgan's strategy, the reference's)` pairs trained side by side; rows per pair.
 
-    Args:
-      strategy: jaxgan's strategy, one of `jaxgan.STRATEGIES`.
-      model: `"mlp"` or `"dcgan"`.
-      real: float32 images `[steps, B, 28, 28, 1]` in `[0, 1]`, one batch per step; for the
-        conditional models `(images, labels)` with int labels `[steps, B]`.
-      noise: float32 noise `[steps, B, 100]`; for the conditional models `(noise, labels)`,
-        the labels G is asked to draw.
+    Args (after `pairs`, `model`, `real` and `noise`, as `run` takes them):
       features: the DCGAN's base width.
       num_classes: `None` for the plain models; the class count of the conditional ones.
       bn_epsilon: every BatchNorm's epsilon, both sides (PyTorch-GAN's MLP runs with 0.8).
@@ -233,16 +260,10 @@ def run(
         inputs are converted exactly, so float64 on both sides compares what is computed with
         rounding error out of the way; see `docs/parity.md`.
       torch_dtype: the same for the reference.
-      reference_strategy: the reference's strategy, `strategy` by default; a different one
-        shows that the check notices when semantics differ.
       reference_inputs: the reference's `(real, noise)`, jaxgan's by default; different ones
         (labels shuffled, say) likewise show that the check notices.
       reference_epsilon: the reference's BatchNorm epsilon, `bn_epsilon` by default.
-
-    Returns:
-      One `Row` per step.
     """
-    ref_step = reference.STRATEGIES[reference_strategy or strategy]
     jdtype, tdtype = DTYPES[jax_dtype][0], DTYPES[torch_dtype][1]
     jdev, tdev = jax_device(device), torch.device(device)
     conditional = num_classes is not None
@@ -261,22 +282,36 @@ def run(
         stack.enter_context(jax.enable_x64(jax_dtype == "float64"))
         state = jax.tree.map(lambda x: x.astype(jdtype) if x.dtype.kind == "f" else x, state)
         ref_epsilon = bn_epsilon if reference_epsilon is None else reference_epsilon
-        ref_models = reference.make_models(model, features, num_classes, ref_epsilon)
-        tG, tD = (m.to(tdev, tdtype) for m in ref_models)
-        oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
-        convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
-        step = jax.jit(jaxgan.make_train_step(strategy, G, D, tx, tx), donate_argnums=0)
+        references = []
+        for _, ref_strategy in pairs:
+            ref_models = reference.make_models(model, features, num_classes, ref_epsilon)
+            tG, tD = (m.to(tdev, tdtype) for m in ref_models)
+            oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
+            convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
+            references.append((reference.STRATEGIES[ref_strategy], tG, tD, oG, oD))
+        steps = [jaxgan.make_train_step(strategy, G, D, tx, tx) for strategy, _ in pairs]
+        step_all = jax.jit(
+            lambda states, x, z: [step(s, x, z) for step, s in zip(steps, states, strict=True)],
+            donate_argnums=0,
+        )
+        states = [jax.tree.map(jnp.copy, state) for _ in pairs]  # each donated on its own
 
-        rows = []
+        rows = [[] for _ in pairs]
         inputs = zip(*map(_per_step, (real, noise, ref_real, ref_noise)), strict=True)
         for i, (x, z, ref_x, ref_z) in enumerate(inputs):
-            state, metrics = step(state, _jax_input(x, jdtype), _jax_input(z, jdtype))
-            g_loss, d_loss = ref_step(
-                tG, tD, oG, oD, _torch_input(ref_x, tdev, tdtype), _torch_input(ref_z, tdev, tdtype)
-            )
-            ref_state = convert.from_torch(model, tG, tD, oG, oD, i + 1, conditional=conditional)
-            diffs, where = state_diffs(state, metrics, ref_state, (g_loss.item(), d_loss.item()))
-            rows.append(Row(strategy, model, i + 1, diffs, where))
+            results = step_all(states, _jax_input(x, jdtype), _jax_input(z, jdtype))
+            states = [new_state for new_state, _ in results]
+            for (strategy, _), (new_state, metrics), (ref_step, tG, tD, oG, oD), out in zip(
+                pairs, results, references, rows, strict=True
+            ):
+                ref_inputs = _torch_input(ref_x, tdev, tdtype), _torch_input(ref_z, tdev, tdtype)
+                g_loss, d_loss = ref_step(tG, tD, oG, oD, *ref_inputs)
+                ref_state = convert.from_torch(
+                    model, tG, tD, oG, oD, i + 1, conditional=conditional
+                )
+                losses = g_loss.item(), d_loss.item()
+                diffs, where = state_diffs(new_state, metrics, ref_state, losses)
+                out.append(Row(strategy, model, i + 1, diffs, where))
     return rows
 
 

@@ -36,6 +36,26 @@ def _pin_xdist_worker() -> None:
 
 _pin_xdist_worker()
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Refuses `--dist loadgroup` when its groups would be ignored.
+
+    pytest-xdist marks a grouped test by appending `@group` to its node id (in the workers,
+    before this hook); with a pytest that ignores the change, every test is scheduled alone,
+    and the modules that share work between tests (test_strategies, test_parity, test_convert)
+    repeat it in every worker, silently.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    grouped = [item for item in items if item.get_closest_marker("xdist_group")]
+    if grouped and "@" not in grouped[0].nodeid:
+        raise pytest.UsageError(
+            f"pytest-xdist's loadgroup did not group {grouped[0].nodeid} (pytest "
+            f"{pytest.__version__}); install pytest<9, as pyproject.toml's dev extra does"
+        )
+
+
 MNIST_DIR = Path(
     os.environ.get("JAXGAN_TEST_MNIST", Path(__file__).parents[1] / "../shared/data/mnist")
 )

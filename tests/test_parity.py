@@ -20,6 +20,10 @@ from jaxgan.training.data import load_idx_split
 from parity import compare, reference
 from parity.__main__ import main
 
+# Under pytest-xdist, keep the module in one worker: the runs it shares (`all_strategies`) are
+# not repeated in both.
+pytestmark = pytest.mark.xdist_group("test_parity")
+
 STEPS = 10
 FEATURES = 8
 
@@ -43,11 +47,30 @@ def conditional_batches(mnist):
     return compare.mnist_batches(mnist.images, STEPS, 64, labels=mnist.labels)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.fixture(scope="module")
+def all_strategies(batches, conditional_batches):
+    """`(model, conditional) -> {strategy: rows}`, each model's strategies run together once
+    (`compare.run_strategies`: one compiled program for jaxgan's five steps)."""
+    cache = {}
+
+    def rows(model: str, conditional: bool) -> dict[str, list[compare.Row]]:
+        if (model, conditional) not in cache:
+            inputs = conditional_batches if conditional else batches
+            options = {"num_classes": NUM_CLASSES} if conditional else {}
+            cache[model, conditional] = compare.run_strategies(
+                STRATEGIES, model, *inputs, features=FEATURES, **options
+            )
+        return cache[model, conditional]
+
+    return rows
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_jaxgan_computes_what_the_pytorch_code_computes(strategy, model, batches):
-    rows = compare.run(strategy, model, *batches, features=FEATURES)
+@pytest.mark.parametrize("model", MODELS)
+def test_jaxgan_computes_what_the_pytorch_code_computes(strategy, model, all_strategies):
+    rows = all_strategies(model, conditional=False)[strategy]
     assert len(rows) == STEPS
+    assert {r.strategy for r in rows} == {strategy}
     failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
     assert not failures, failures
 
@@ -65,15 +88,14 @@ def test_pytorch_gans_batchnorm_epsilon_of_0_8_matches_too(strategy, batches):
         assert any(r.failures() for r in wrong)
 
 
-@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("model", MODELS)
 def test_the_conditional_models_compute_what_the_pytorch_code_computes(
-    strategy, model, conditional_batches
+    strategy, model, all_strategies
 ):
-    rows = compare.run(
-        strategy, model, *conditional_batches, features=FEATURES, num_classes=NUM_CLASSES
-    )
+    rows = all_strategies(model, conditional=True)[strategy]
     assert len(rows) == STEPS
+    assert {r.strategy for r in rows} == {strategy}
     failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
     assert not failures, failures
 

@@ -110,10 +110,8 @@ def dcgan_kernel_init(key, shape, dtype=jnp.float32):
     return flat.reshape(shape) * 0.02
 
 
-# The DCGAN paper's BatchNorm scale: N(1, 0.02).
-
-
 def dcgan_scale_init(key, shape, dtype=jnp.float32):
+    """The DCGAN paper's BatchNorm scale: N(1, 0.02)."""
     return 1 + 0.02 * jax.random.normal(key, shape, dtype)
 
 

@@ -135,7 +135,7 @@ def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_pa
                                jax.tree.leaves(single_params), jax.tree.leaves(initial),
                                strict=True):  # fmt: skip
         name = jax.tree_util.keystr(path)
-        if name.startswith("[0]") and any(f"'Dense_{i}']['bias']" in name for i in (1, 2, 3)):
+        if name.startswith("[0]") and any(f"'Dense_{k}']['bias']" in name for k in (1, 2, 3)):
             continue
         tolerance = 1e-3 * _max_diff(s, i) + ulps * float(np.abs(s).max())
         assert _max_diff(m, s) < tolerance, name

@@ -212,11 +212,11 @@ class _Loop:
         self.hot = HotLoop(run, dp, keys, dataset)
         self.steps_per_epoch = self.hot.steps_per_epoch
         self.sample_noise = dp.replicate(grid_noise(config, keys["sample"]))
+        # Jitted: eagerly, each of G's operations would be compiled on its own at the first epoch.
+        self.generate = jax.jit(lambda state, noise: generate(run.generator, state, noise))
         self.scorer = sample_scorer if config.score_samples and dp.is_main else None
-        if self.scorer:
+        if self.scorer:  # on the host's default device, from a host copy of the state
             self.score_noise = to_host(score_noise(config, keys["sample"]))
-            # On the host's default device, from a host copy of the state.
-            self.generate = jax.jit(lambda state, noise: generate(run.generator, state, noise))
         self.scores: dict[str, float] = {}
         # Logs, images and the progress bar come from the main process only.
         self.log = MetricsLog(workdir, start_step=start_step) if dp.is_main else None
@@ -278,7 +278,7 @@ class _Loop:
 
     def _end_epoch(self, state, epoch):
         if self.dp.is_main:
-            samples = generate(self.run.generator, state, self.sample_noise)
+            samples = self.generate(state, self.sample_noise)
             samples = to_host(to_unit_range(samples, self.config.pixel_range))
             path = self.workdir / "samples" / f"epoch_{epoch:04d}.png"
             grid = save_grid(samples, path, rows=self.grid_rows)

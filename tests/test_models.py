@@ -32,9 +32,15 @@ def float64():
         yield
 
 
+def normal32(seed: int, shape) -> jax.Array:
+    """A float32 standard normal draw, by NumPy: an eager `jax.random` draw compiles a program
+    for every new shape."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+
+
 def normal64(seed: int, shape) -> jax.Array:
     """A float32 standard normal draw, cast exactly to float64 (call under `float64`)."""
-    return jax.random.normal(jax.random.key(seed), shape, jnp.float32).astype(jnp.float64)
+    return normal32(seed, shape).astype(jnp.float64)
 
 
 def assert_close64(actual, expected):
@@ -49,6 +55,20 @@ def _init(module, seed: int, *inputs):
     """`module.init(key(seed), *inputs, train=False)`, jitted: an eager init compiles each
     layer's random draws one by one."""
     return jax.jit(module.init, static_argnames="train")(jax.random.key(seed), *inputs, train=False)
+
+
+@functools.cache
+def _forward(module):
+    """`module.apply(variables, *inputs, train=False)`, jitted once per module: eagerly, every
+    operation of a forward pass is compiled on its own."""
+    return jax.jit(functools.partial(module.apply, train=False))
+
+
+def _kernel(layer, seed: int, x) -> jax.Array:
+    """A float64 kernel of `layer`'s shape for input `x`, entries of order 0.5 (well away from
+    zero), drawn without running the layer's own initializer."""
+    shape = jax.eval_shape(layer.init, jax.random.key(0), x)["params"]["kernel"].shape
+    return 0.5 * normal64(seed, shape)
 
 
 def _nchw(x):
@@ -80,9 +100,10 @@ def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum, f
     def from_torch(y):
         return (y.permute(0, 2, 3, 1) if y.ndim == 4 else y).detach().numpy()
 
+    train = jax.jit(functools.partial(bn.apply, train=True, mutable=["batch_stats"]))
     for i in range(3):  # three training calls: the running statistics compound
         x = 3 * normal64(10 + i, shape) + 1.5
-        y, mutated = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+        y, mutated = train(variables, x)
         variables = {"params": variables["params"], **mutated}
         assert_close64(y, from_torch(ref(to_torch(x))))
     stats = variables["batch_stats"]
@@ -92,7 +113,7 @@ def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum, f
 
     ref.eval()
     x = normal64(99, shape)
-    y = bn.apply(variables, x, train=False)
+    y = _forward(bn)(variables, x)
     assert_close64(y, from_torch(ref(to_torch(x))))
 
 
@@ -100,9 +121,8 @@ def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum, f
 def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, float64):
     x = normal64(0, (3, size, size, c_in))
     layer = UpConv(c_out)
-    variables = layer.init(jax.random.key(1), x)
-    kernel = variables["params"]["kernel"].astype(jnp.float64) * 25  # well away from zero
-    y = layer.apply({"params": {"kernel": kernel}}, x)
+    kernel = _kernel(layer, 1, x)
+    y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
     ref = torch.nn.functional.conv_transpose2d(
         _nchw(x), torch.tensor(np.asarray(kernel)).permute(2, 3, 0, 1), stride=2, padding=1
     )
@@ -146,16 +166,16 @@ def test_mlp_has_the_notes_architecture():
 @pytest.mark.parametrize("name", MODELS)
 def test_models_map_noise_to_unit_range_images_and_images_to_logits(name):
     G, D = make_models(name)
-    z = jax.random.normal(jax.random.key(0), (5, 100))
+    z = normal32(0, (5, 100))
     g_vars = _init(G, 1, z)
-    images = G.apply(g_vars, z, train=False)
+    images = _forward(G)(g_vars, z)
     assert images.shape == (5, 28, 28, 1)
     assert float(images.min()) >= 0 and float(images.max()) <= 1
     d_vars = _init(D, 2, images)
-    logits = D.apply(d_vars, images, train=False)
+    logits = _forward(D)(d_vars, images)
     assert logits.shape == (5,)
     tanh_g, _ = make_models(name, output="tanh")
-    assert float(tanh_g.apply(g_vars, z, train=False).min()) < 0
+    assert float(_forward(tanh_g)(g_vars, z).min()) < 0
 
 
 def test_make_models_rejects_unknown_names():
@@ -167,9 +187,8 @@ def test_make_models_rejects_unknown_names():
 def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out, float64):
     x = normal64(0, (3, size, size, c_in))
     layer = DownConv(c_out)
-    variables = layer.init(jax.random.key(1), x)
-    kernel = variables["params"]["kernel"].astype(jnp.float64) * 25
-    y = layer.apply({"params": {"kernel": kernel}}, x)
+    kernel = _kernel(layer, 1, x)
+    y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
     ref = torch.nn.functional.conv2d(
         _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=2, padding=1
     )
@@ -180,24 +199,22 @@ def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out, float64):
 @pytest.mark.parametrize("name", MODELS)
 def test_conditional_models_take_labels_and_use_them(name):
     G, D = make_models(name, num_classes=10, features=8)
-    z = jax.random.normal(jax.random.key(0), (4, 100))
+    z = normal32(0, (4, 100))
     labels = jnp.array([0, 3, 7, 9])
     g_vars = _init(G, 1, z, labels)
-    images = G.apply(g_vars, z, labels, train=False)
+    images = _forward(G)(g_vars, z, labels)
     assert images.shape == (4, 28, 28, 1)
     # The label changes the image for the same noise (by far more than rounding: at init the
     # DCGAN's outputs sit near 0.5, where an ulp is 6e-8), and the logit for the same image.
-    other = G.apply(g_vars, z, (labels + 1) % 10, train=False)
+    other = _forward(G)(g_vars, z, (labels + 1) % 10)
     assert float(jnp.abs(images - other).max()) > 1e-5
     d_vars = _init(D, 2, images, labels)
     assert d_vars["params"]["projection"]["embedding"].shape[0] == 10
-    logits = D.apply(d_vars, images, labels, train=False)
+    logits = _forward(D)(d_vars, images, labels)
     assert logits.shape == (4,)
-    assert (
-        float(jnp.abs(logits - D.apply(d_vars, images, (labels + 1) % 10, train=False)).max()) > 0
-    )
+    assert float(jnp.abs(logits - _forward(D)(d_vars, images, (labels + 1) % 10)).max()) > 0
     # An out-of-range label cannot pass unnoticed: the embedding lookup yields NaN.
-    assert bool(jnp.isnan(D.apply(d_vars, images, jnp.array([0, 1, 2, 10]), train=False)[3]))
+    assert bool(jnp.isnan(_forward(D)(d_vars, images, jnp.array([0, 1, 2, 10]))[3]))
 
 
 def test_conditional_and_plain_models_refuse_the_wrong_inputs():
@@ -223,14 +240,14 @@ def test_bfloat16_models_compute_in_bfloat16_and_stay_close_to_float32(name, con
     num_classes = 10 if conditional else None
     G, D = make_models(name, features=8, num_classes=num_classes)
     Gb, Db = make_models(name, features=8, num_classes=num_classes, dtype="bfloat16")
-    z = jax.random.normal(jax.random.key(0), (16, 100))
+    z = normal32(0, (16, 100))
     labels = (jnp.arange(16) % 10,) if conditional else ()
-    g_vars = G.init(jax.random.key(1), z, *labels, train=False)
-    images = G.apply(g_vars, z, *labels, train=False)
-    d_vars = D.init(jax.random.key(2), images, *labels, train=False)
+    g_vars = _init(G, 1, z, *labels)
+    images = _forward(G)(g_vars, z, *labels)
+    d_vars = _init(D, 2, images, *labels)
     for module, low, variables, x in ((G, Gb, g_vars, z), (D, Db, d_vars, images)):
-        exact = module.apply(variables, x, *labels, train=False)
-        mixed = low.apply(variables, x, *labels, train=False)
+        exact = _forward(module)(variables, x, *labels)
+        mixed = _forward(low)(variables, x, *labels)
         # What leaves each network is float32: images for D and the loss, logits for the loss.
         assert exact.dtype == mixed.dtype == jnp.float32
         # The matmuls run in bfloat16 (a dtype ignored somewhere would also give 0 error below).
@@ -246,8 +263,8 @@ def test_bfloat16_models_compute_in_bfloat16_and_stay_close_to_float32(name, con
 def test_a_bfloat16_training_step_keeps_parameters_and_adam_in_float32(name):
     from jaxgan import adam, create_state, make_train_step
 
-    real = jax.random.uniform(jax.random.key(3), (16, 28, 28, 1))
-    noise = jax.random.normal(jax.random.key(4), (16, 100))
+    real = jnp.asarray(np.random.default_rng(3).random((16, 28, 28, 1), np.float32))
+    noise = normal32(4, (16, 100))
     tx = adam()
     results = {}
     for dtype in (None, "bfloat16"):

@@ -10,8 +10,9 @@ On a machine with an NVIDIA GPU, in three stages, each a fresh process:
 
 It writes `gpu_check.json` (every stage's report, with the GPU's name) and `gpu_check.md` (the
 same as tables) in `--out`, and exits non-zero if float64 parity fails or a stage does not
-finish. `--dry-run` runs the same stages on the CPU at tiny sizes (parity for `two_pass` only), in
-a minute or two: it checks the code paths (CI runs it), and its figures mean nothing.
+finish. `--dry-run` runs the same stages on the CPU at tiny sizes (parity for the MLP's `two_pass`,
+the DCGAN's benchmark), in about a minute: it checks the code paths (CI runs it), and its
+figures mean nothing.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ FULL = {
     "parity": ["--strategy", "all", "--model", "all", "--steps", "20"],
     "benchmark": ["--model", "all", "--strategy", "two_pass", "--batch-size", "64,256"],
 }
-# The same stages at sizes a CPU runs in seconds each; one strategy (tests/test_parity.py
-# checks them all): what a dry run tests is the stages and their reports, not the arithmetic.
+# The same stages at sizes a CPU runs in seconds each, one strategy and one model per stage: what
+# a dry run tests is the stages and their reports, not the arithmetic. The rest is checked by
+# tests/test_parity.py (every strategy and model) and tests/test_benchmark.py (the MLP's row;
+# the dry run's benchmark is the DCGAN's, so that both models' benchmarks run in CI).
 DRY_RUN = {
     "device": "cpu",
-    "parity": ["--strategy", "two_pass", "--model", "all", "--steps", "2", "--batch-size", "8",
+    "parity": ["--strategy", "two_pass", "--model", "mlp", "--steps", "2", "--batch-size", "8",
                "--features", "8"],
-    "benchmark": ["--model", "all", "--strategy", "two_pass", "--batch-size", "8", "--chunk", "2",
+    "benchmark": ["--model", "dcgan", "--strategy", "two_pass", "--batch-size", "8", "--chunk", "2",
                   "--repeats", "1", "--torch-warmup", "1", "--train-examples", "64",
                   "--matmul-size", "128", "--matmul-repeats", "2"],
 }  # fmt: skip

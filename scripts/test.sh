@@ -4,7 +4,9 @@
 #
 # The tests run in JAXGAN_TEST_WORKERS processes (pytest-xdist; default 2). XLA's persistent
 # compilation cache, in a folder that lives as long as this script, lets the workers and the
-# training runs they start reuse what another already compiled. Arguments go to pytest.
+# training runs they start reuse what another already compiled: every program, not only those
+# that took a second to compile (JAX's default), as a new process otherwise recompiles each
+# small one (eager operations, random draws). Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +24,5 @@ ruff check .
 ruff format --check .
 cache="$(mktemp -d)"
 trap 'rm -rf "$cache"' EXIT
-JAX_COMPILATION_CACHE_DIR="$cache" python -m pytest -q -n "${JAXGAN_TEST_WORKERS:-2}" --dist loadgroup "$@"
+JAX_COMPILATION_CACHE_DIR="$cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+  python -m pytest -q -n "${JAXGAN_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -220,15 +220,23 @@ def run(strategy: str, model: str, real: Batches, noise: Batches, **options) -> 
 
 
 def run_strategies(
-    strategies: Sequence[str], model: str, real: Batches, noise: Batches, **options
+    strategies: Sequence[str],
+    model: str,
+    real: Batches,
+    noise: Batches,
+    reference_strategies: Sequence[str] | None = None,
+    **options,
 ) -> dict[str, list[Row]]:
     """`run` for several strategies, `{strategy: rows}`, each from the same initial weights.
 
     jaxgan's steps for all of them are one compiled program (each strategy on its own state),
     which XLA:CPU compiles in about a third of the time the separate steps take; the numbers
-    each strategy computes are its own.
+    each strategy computes are its own. `reference_strategies`, one per strategy (the same ones
+    by default), are what the reference runs beside each.
     """
-    rows = _run([(s, s) for s in strategies], model, real, noise, **options)
+    references = strategies if reference_strategies is None else reference_strategies
+    pairs = list(zip(strategies, references, strict=True))
+    rows = _run(pairs, model, real, noise, **options)
     return dict(zip(strategies, rows, strict=True))
 
 

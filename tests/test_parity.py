@@ -75,11 +75,20 @@ def test_jaxgan_computes_what_the_pytorch_code_computes(strategy, model, all_str
     assert not failures, failures
 
 
-@pytest.mark.parametrize("strategy", ["two_pass", "d_first"])  # G twice; D twice
-def test_pytorch_gans_batchnorm_epsilon_of_0_8_matches_too(strategy, batches):
+EPSILON_STRATEGIES = ["two_pass", "d_first"]  # G twice; D twice
+
+
+@pytest.fixture(scope="module")
+def gan_py_epsilon(batches):
+    """The MLP with PyTorch-GAN's BatchNorm epsilon, 0.8: `{strategy: rows}`."""
+    return compare.run_strategies(EPSILON_STRATEGIES, "mlp", *batches, bn_epsilon=0.8)
+
+
+@pytest.mark.parametrize("strategy", EPSILON_STRATEGIES)
+def test_pytorch_gans_batchnorm_epsilon_of_0_8_matches_too(strategy, batches, gan_py_epsilon):
     # jaxgan's default is PyTorch's 1e-5; PyTorch-GAN's gan.py runs the MLP with eps 0.8, which
     # is what its users train, so the reference is checked there as well.
-    rows = compare.run(strategy, "mlp", *batches, bn_epsilon=0.8)
+    rows = gan_py_epsilon[strategy]
     assert len(rows) == STEPS
     failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
     assert not failures, failures
@@ -143,10 +152,21 @@ NEIGHBOURS = [
 ]
 
 
-@pytest.mark.parametrize(("strategy", "swapped"), NEIGHBOURS)
-def test_the_check_fails_when_the_reference_is_another_strategy(strategy, swapped, batches):
+@pytest.fixture(scope="module")
+def swapped_references(batches):
+    """Two steps of each neighbour pair's first strategy against the reference running the
+    second: `{strategy: rows}`."""
     real, noise = (x[:2] for x in batches)
-    rows = compare.run(strategy, "mlp", real, noise, reference_strategy=swapped)
+    strategies, swapped = zip(*NEIGHBOURS, strict=True)
+    return compare.run_strategies(strategies, "mlp", real, noise, reference_strategies=swapped)
+
+
+@pytest.mark.parametrize(("strategy", "swapped"), NEIGHBOURS)
+def test_the_check_fails_when_the_reference_is_another_strategy(
+    strategy, swapped, swapped_references
+):
+    rows = swapped_references[strategy]
+    assert len(rows) == 2 and {r.strategy for r in rows} == {strategy}
     # Far outside the tolerance, not just over it: the check separates semantics from rounding.
     assert rows[-1].diffs["params"] > 1e4 * compare.TOLERANCES["mlp"]["params"]
     assert rows[-1].failures()

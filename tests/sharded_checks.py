@@ -83,14 +83,19 @@ def _max_diff(a, b):
     )
 
 
+@functools.cache
+def _all_strategies(model, devices: int):
+    """`_train(model, STRATEGIES, ...)` over `devices` devices, global BatchNorm statistics."""
+    return _train(model, STRATEGIES, DataParallel.create(devices))
+
+
 def step_equivalence():
     """Sharded over 4 devices against one device, same global batches, every strategy."""
-    four, one = DataParallel.create(4), DataParallel.create(1)
     out = {}
     with jax.enable_x64(True):
         for model in ("mlp", "dcgan"):
             initial = _initial(model)
-            all_sharded, all_single = (_train(model, STRATEGIES, dp) for dp in (four, one))
+            all_sharded, all_single = (_all_strategies(model, n) for n in (4, 1))
             for strategy in STRATEGIES:
                 sharded, single = all_sharded[strategy], all_single[strategy]
                 out[f"{model}/{strategy}"] = {
@@ -105,13 +110,13 @@ def step_equivalence():
 
 def per_device_batchnorm():
     """bn_stats="per_device": 4 devices equal one device with 4 BatchNorm groups, and differ
-    from global statistics."""
+    from global statistics (step_equivalence's sharded run, when both run in one process)."""
     four, one = DataParallel.create(4), DataParallel.create(1)
     with jax.enable_x64(True):
-        sharded, grouped, global_stats = (
-            _train("dcgan", ["two_pass"], dp, bn_groups=groups)["two_pass"]
-            for dp, groups in ((four, 4), (one, 4), (four, 1))
+        sharded, grouped = (
+            _train("dcgan", ["two_pass"], dp, bn_groups=4)["two_pass"] for dp in (four, one)
         )
+        global_stats = _all_strategies("dcgan", 4)["two_pass"]
     return {
         "sharded_vs_grouped": _max_diff(sharded.g_params, grouped.g_params),
         "per_device_vs_global": _max_diff(sharded.g_params, global_stats.g_params),
@@ -142,5 +147,8 @@ def sharded_resume(workdir, data_dir):
 
 
 if __name__ == "__main__":
+    # Several checks may run in one process (names joined by "+"), sharing its compiled runs.
     checks = {f.__name__: f for f in (step_equivalence, per_device_batchnorm, sharded_resume)}
-    print(json.dumps(checks[sys.argv[1]](*sys.argv[2:])))
+    names = sys.argv[1].split("+")
+    results = {name: checks[name](*sys.argv[2:]) for name in names}
+    print(json.dumps(results if len(names) > 1 else results[names[0]]))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sharded_checks import _max_diff
 
 ROOT = Path(__file__).parents[1]
@@ -47,8 +48,19 @@ def run_check(name: str, *args: str, devices: int = 4) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_sharded_step_matches_single_device_for_every_strategy():
-    results = run_check("step_equivalence")
+# The two step checks run in one process, which compiles each sharded run once: under
+# pytest-xdist, in one worker.
+STEP_CHECKS = pytest.mark.xdist_group("sharded_steps")
+
+
+@pytest.fixture(scope="module")
+def step_checks():
+    return run_check("step_equivalence+per_device_batchnorm")
+
+
+@STEP_CHECKS
+def test_sharded_step_matches_single_device_for_every_strategy(step_checks):
+    results = step_checks["step_equivalence"]
     assert len(results) == 10  # five strategies, two models
     for name, diff in results.items():
         assert diff["params"] < PARAMS_ATOL, name
@@ -56,8 +68,9 @@ def test_sharded_step_matches_single_device_for_every_strategy():
         assert diff["moved"] > 50 * PARAMS_ATOL, name  # the comparison is not of idle weights
 
 
-def test_per_device_batchnorm_is_ghost_batchnorm_of_the_device_shares():
-    result = run_check("per_device_batchnorm")
+@STEP_CHECKS
+def test_per_device_batchnorm_is_ghost_batchnorm_of_the_device_shares(step_checks):
+    result = step_checks["per_device_batchnorm"]
     assert result["sharded_vs_grouped"] < PARAMS_ATOL
     assert result["per_device_vs_global"] > 100 * PARAMS_ATOL
 

@@ -309,10 +309,11 @@ def _run(
         for i, (x, z, ref_x, ref_z) in enumerate(inputs):
             results = step_all(states, _jax_input(x, jdtype), _jax_input(z, jdtype))
             states = [new_state for new_state, _ in results]
+            # One copy for every pair: the reference strategies only read their inputs.
+            ref_inputs = _torch_input(ref_x, tdev, tdtype), _torch_input(ref_z, tdev, tdtype)
             for (strategy, _), (new_state, metrics), (ref_step, tG, tD, oG, oD), out in zip(
                 pairs, results, references, rows, strict=True
             ):
-                ref_inputs = _torch_input(ref_x, tdev, tdtype), _torch_input(ref_z, tdev, tdtype)
                 g_loss, d_loss = ref_step(tG, tD, oG, oD, *ref_inputs)
                 ref_state = convert.from_torch(
                     model, tG, tD, oG, oD, i + 1, conditional=conditional

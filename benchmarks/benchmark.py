@@ -13,7 +13,7 @@ same batch size and the same update:
 Every measurement runs in a fresh Python process, which imports one framework only, so its
 peak resident memory (`ru_maxrss`, everything the process touched: interpreter, framework,
 dataset, compilation and training) is its own. On a GPU the device's peak allocation is
-reported too. One step's FLOPs are XLA's count for jaxgan's step (`cost_analysis`); each
+reported too. One step's FLOPs are XLA's count for jaxgan's step as traced (`cost_analysis`); each
 column's GFLOP/s is that count times its steps per second, the rate of useful work, against the
 best float32 matmul rate each framework reaches on the same device (the "peak").
 

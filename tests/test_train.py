@@ -91,6 +91,32 @@ def test_cli_trains_one_epoch_and_writes_everything(mnist_dir, tmp_path, capsys)
         assert text in out, out
 
 
+def test_tensorboard_events_are_written_without_importing_pytorch(tmp_path):
+    # tensorboardX imports PyTorch when it is installed; the run's logger keeps it out (2-3 s
+    # per run), and PyTorch stays importable afterwards.
+    code = (
+        "import sys, numpy as np\n"
+        "from jaxgan.training.logs import MetricsLog\n"
+        f"log = MetricsLog({str(tmp_path)!r})\n"
+        "log.write(3, {'g_loss': 0.5})\n"
+        "log.image('samples', np.full((4, 6), 200, np.uint8), 3)\n"
+        "log.close()\n"
+        "print('torch' in sys.modules)\n"
+        "import torch\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("g_loss")] == [(3, 0.5)]
+    (image,) = events.Images("samples")
+    assert (image.step, image.width, image.height) == (3, 6, 4)
+
+
 def test_the_loss_plot_of_a_single_log_point_shows_it(tmp_path):
     record = {"step": 10, "epoch": 1, "g_loss": 2.0, "d_loss": 1.0, "d_real": 0.7, "d_fake": 0.3}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")

@@ -19,8 +19,7 @@ class MetricsLog:
     """
 
     def __init__(self, workdir: str | Path, start_step: int = 0):
-        from tensorboardX import SummaryWriter  # heavy import, only for runs that log
-
+        SummaryWriter = _summary_writer()
         workdir = Path(workdir)
         self.path = workdir / "metrics.jsonl"
         if start_step and self.path.exists():
@@ -44,6 +43,27 @@ class MetricsLog:
 
     def close(self) -> None:
         self._tb.close()
+
+
+def _summary_writer() -> type:
+    """tensorboardX's `SummaryWriter`, imported without PyTorch.
+
+    tensorboardX imports PyTorch when it is installed (the parity suite installs it), only to
+    accept torch tensors, which jaxgan never logs: 2-3 s at the start of every training run.
+    PyTorch is hidden while tensorboardX loads, unless this process has already imported it.
+    """
+    import sys
+
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 def read_metrics(path: str | Path, key: str | None = "g_loss") -> list[dict]:

@@ -261,6 +261,7 @@ class _Loop:
         started = time.perf_counter()
         state, metrics = self.hot.dispatch(state, order, position, length)
         metrics = to_host(metrics)  # the one host sync per dispatch
+        metrics = {name: rows[:length] for name, rows in metrics.items()}  # the steps run
         rate = length / (time.perf_counter() - started)
         _check_finite(metrics, first_step, self.checkpoints)
         means = {name: float(np.mean(values)) for name, values in metrics.items()}

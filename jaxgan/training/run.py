@@ -115,23 +115,24 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
 def make_chunk_runner(step_fn: StepFn, config: TrainConfig, dp: DataParallel) -> Callable:
     """`run(state, (images, labels), order, start, noise_key, length) -> (state, metrics)`.
 
-    Runs `length` (static) consecutive steps of an epoch whose example order is `order`,
-    starting at batch position `start`, under `lax.scan`; jitted with the state donated. Each
-    step's batch and noise are split over `dp`'s devices.
+    Runs `length` consecutive steps of an epoch whose example order is `order`, starting at
+    batch position `start`; jitted with the state donated. Each step's batch and noise are
+    split over `dp`'s devices. `length` (at most `config.log_every`) is a traced trip count,
+    so one compiled program serves every chunk, the shorter one at an epoch's end included.
+    `metrics` holds each step's metrics stacked in `config.log_every` rows, of which the first
+    `length` were written (the rest are zero).
     """
-    batch_size, latent_dim = config.batch_size, config.latent_dim
+    batch_size, latent_dim, rows = config.batch_size, config.latent_dim, config.log_every
 
     def to_pixels(images):  # exactly ToTensor's x / 255, optionally mapped to [-1, 1]
         x = images.astype(jnp.float32) / 255
         return x * 2 - 1 if config.pixel_range == "symmetric" else x
 
-    @functools.partial(
-        jax.jit, static_argnames="length", donate_argnums=0, out_shardings=dp.replicated
-    )
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=dp.replicated)
     def run(state, data, order, start, noise_key, length):
         images, labels = data
 
-        def body(state, i):
+        def step(state, i):
             idx = jax.lax.dynamic_slice_in_dim(order, (start + i) * batch_size, batch_size)
             step_key = jax.random.fold_in(noise_key, state.step)
             noise = jax.random.normal(step_key, (batch_size, latent_dim))
@@ -143,7 +144,14 @@ def make_chunk_runner(step_fn: StepFn, config: TrainConfig, dp: DataParallel) ->
                 real, noise = (real, labels[idx]), (noise, fake_labels)
             return step_fn(state, *dp.shard_batch((real, noise)))
 
-        return jax.lax.scan(body, state, jnp.arange(length))
+        def body(i, carry):
+            state, stacked = carry
+            state, metrics = step(state, i)
+            return state, jax.tree.map(lambda row, m: row.at[i].set(m), stacked, metrics)
+
+        shapes = jax.eval_shape(step, state, 0)[1]
+        stacked = jax.tree.map(lambda m: jnp.zeros((rows, *m.shape), m.dtype), shapes)
+        return jax.lax.fori_loop(0, length, body, (state, stacked))
 
     return run
 
@@ -196,5 +204,6 @@ class HotLoop:
         self, state: GANState, order: jax.Array, position: int, length: int
     ) -> tuple[GANState, Metrics]:
         """`length` steps from batch `position` of the epoch ordered by `order`; asynchronous,
-        with `state` donated. Returns the new state and each step's metrics, stacked."""
+        with `state` donated. Returns the new state and each step's metrics, stacked in
+        `config.log_every` rows, the first `length` of them written."""
         return self._run_chunk(state, self.data, order, position, self.keys["noise"], length)

@@ -135,6 +135,10 @@ def measure_machine(args: argparse.Namespace) -> dict[str, Any]:
     return machine
 
 
+# What measure_row adds to each framework's measurement.
+ROW_RATES = ("images_per_s", "gflops", "percent_of_peak")
+
+
 def measure_row(
     args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int, peak: float
 ) -> dict[str, Any]:
@@ -167,15 +171,27 @@ def measure_row(
 
 
 def measure_sweep(
-    args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int
+    args: argparse.Namespace,
+    data: Path,
+    model: str,
+    strategy: str,
+    batch: int,
+    one_device: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """jaxgan's throughput with the global batch split over each device count of the sweep."""
+    """jaxgan's throughput with the global batch split over each device count of the sweep.
+
+    `one_device`: the row's jaxgan measurement, which is the sweep's 1-device point (the same
+    worker and settings), so it is not measured twice.
+    """
     spec = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
             "data": str(data), "device": args.device, "tf32": args.tf32,
-            "chunk": args.chunk, "repeats": args.repeats}  # fmt: skip
+            "chunk": args.chunk, "repeats": args.repeats, "dtype": args.dtype}  # fmt: skip
     points = []
     for n in args.sweep:
-        result = worker("benchmarks.bench_jax", {**spec, "devices": n}, devices=n)
+        if n == 1 and one_device is not None:  # without what measure_row added to it
+            result = {k: v for k, v in one_device.items() if k not in ROW_RATES}
+        else:
+            result = worker("benchmarks.bench_jax", {**spec, "devices": n}, devices=n)
         points.append({"model": model, "strategy": strategy, "batch_size": batch, **result})
     base = points[0]["steps_per_s"]
     for point in points:
@@ -275,12 +291,16 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             for strategy in args.strategies:
                 for batch in args.batch_sizes:
+                    row = None
                     if not args.sweep_only:
                         peak = report["machine"]["peak_gflops"]
                         row = measure_row(args, data, model, strategy, batch, peak)
                         report["rows"].append(row)
                     if args.sweep:
-                        report["sweep"] += measure_sweep(args, data, model, strategy, batch)
+                        one_device = row["jax"] if row else None
+                        report["sweep"] += measure_sweep(
+                            args, data, model, strategy, batch, one_device
+                        )
                     print(f"done: {model} {strategy} batch {batch}", file=sys.stderr, flush=True)
     print(format_report(report))
     if args.json:

@@ -47,6 +47,9 @@ def test_benchmark_runs_end_to_end_and_writes_json(mnist_dir, tmp_path):
     assert row["jax_over_notes"] > 0 and row["jax_over_best"] > 0
     assert [(p["devices"], p["steps"]) for p in report["sweep"]] == [(1, 2), (2, 2)]
     assert all(p["steps_per_s"] > 0 for p in report["sweep"])
+    # The sweep's 1-device point is the row's jaxgan measurement, not a second one.
+    one_device = report["sweep"][0]
+    assert one_device["steps_per_s"] == row["jax"]["steps_per_s"] and "gflops" not in one_device
 
 
 # The MLP's layers, (inputs, outputs): G 100 -> 128 -> 256 -> 512 -> 1024 -> 784, D 784 -> 1.

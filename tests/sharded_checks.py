@@ -24,15 +24,17 @@ from jaxgan.training.distributed import DataParallel
 BATCH = 16  # global batch: 4 examples per device
 
 
+# On the host, with NumPy: eager JAX operations would compile one program per leaf shape.
 def _float64(tree):
     return jax.tree.map(
-        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+        lambda x: np.asarray(x, np.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
     )
 
 
 def _batch(seed):
-    real = jax.random.uniform(jax.random.key(seed), (BATCH, 28, 28, 1), jnp.float32)
-    noise = jax.random.normal(jax.random.key(seed + 1), (BATCH, 100), jnp.float32)
+    rng = np.random.default_rng(seed)
+    real = rng.uniform(size=(BATCH, 28, 28, 1)).astype(np.float32)
+    noise = rng.standard_normal((BATCH, 100)).astype(np.float32)
     return _float64((real, noise))
 
 
@@ -146,9 +148,28 @@ def sharded_resume(workdir, data_dir):
     return {"max_diff": _max_diff(*states), "steps": [int(s.step) for s in states]}
 
 
+# The CLI run that tests/test_sharding.py trains in two processes of one device each, and
+# here in one process over two devices.
+TWO_DEVICE_RUN = ["--train-examples", "640", "--epochs", "1", "--log-every", "5", "--no-progress"]
+
+
+def two_device_run(workdir, data_dir):
+    """`TWO_DEVICE_RUN` over two of this process's devices, into `workdir/single`: what
+    scripts/train.py runs (its epoch's samples scored)."""
+    from jaxgan.__main__ import train as main
+
+    args = ["--data-dir", data_dir, *TWO_DEVICE_RUN, "--devices", "2"]
+    assert main([*args, "--workdir", f"{workdir}/single"]) == 0
+    return {"workdir": f"{workdir}/single"}
+
+
 if __name__ == "__main__":
-    # Several checks may run in one process (names joined by "+"), sharing its compiled runs.
-    checks = {f.__name__: f for f in (step_equivalence, per_device_batchnorm, sharded_resume)}
+    # Several checks may run in one process (names joined by "+"), sharing its compiled runs
+    # and what it imported.
+    checks = {
+        f.__name__: f
+        for f in (step_equivalence, per_device_batchnorm, sharded_resume, two_device_run)
+    }
     names = sys.argv[1].split("+")
     results = {name: checks[name](*sys.argv[2:]) for name in names}
     print(json.dumps(results if len(names) > 1 else results[names[0]]))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sharded_checks import _max_diff
+from sharded_checks import TWO_DEVICE_RUN, _max_diff
 
 ROOT = Path(__file__).parents[1]
 # Sharded against single-device steps, compared in float64 (tests/sharded_checks.py), where the
@@ -75,8 +75,20 @@ def test_per_device_batchnorm_is_ghost_batchnorm_of_the_device_shares(step_check
     assert result["per_device_vs_global"] > 100 * PARAMS_ATOL
 
 
-def test_sharded_run_checkpoints_and_resumes_bit_for_bit(mnist_dir, tmp_path):
-    result = run_check("sharded_resume", str(tmp_path), str(mnist_dir))
+# The CLI's runs in a 4-device process: the sharded resume check, and the one-process side of
+# the two-process check. One process and one xdist group, which imports and starts once.
+CLI_RUNS = pytest.mark.xdist_group("sharded_cli")
+
+
+@pytest.fixture(scope="module")
+def cli_runs(mnist_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sharded_cli")
+    return run_check("sharded_resume+two_device_run", str(workdir), str(mnist_dir))
+
+
+@CLI_RUNS
+def test_sharded_run_checkpoints_and_resumes_bit_for_bit(cli_runs):
+    result = cli_runs["sharded_resume"]
     assert result["steps"] == [20, 20]
     assert result["max_diff"] == 0.0
 
@@ -110,9 +122,9 @@ def _final_params(workdir):
     return *params, int(state.step)
 
 
-def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_path):
-    common = ["--data-dir", str(mnist_dir), "--train-examples", "640", "--epochs", "1",
-              "--log-every", "5", "--no-progress"]  # fmt: skip
+@CLI_RUNS
+def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_path, cli_runs):
+    common = ["--data-dir", str(mnist_dir), *TWO_DEVICE_RUN]
     address = f"127.0.0.1:{_free_port()}"
     workers = [
         _cli([*common, "--workdir", str(tmp_path / "multi"), "--coordinator-address", address,
@@ -122,12 +134,10 @@ def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_pa
     for worker in workers:
         _, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-3000:]
-    single = _cli([*common, "--workdir", str(tmp_path / "single"), "--devices", "2"], devices=2)
-    _, err = single.communicate(timeout=600)
-    assert single.returncode == 0, err[-3000:]
+    runs = {"multi": tmp_path / "multi", "single": Path(cli_runs["two_device_run"]["workdir"])}
 
-    multi_params, initial, multi_step = _final_params(tmp_path / "multi")
-    single_params, _, single_step = _final_params(tmp_path / "single")
+    multi_params, initial, multi_step = _final_params(runs["multi"])
+    single_params, _, single_step = _final_params(runs["single"])
     assert multi_step == single_step == 10
     import jax
 
@@ -154,11 +164,11 @@ def test_two_processes_train_like_one_process_with_two_devices(mnist_dir, tmp_pa
         assert _max_diff(m, s) < tolerance, name
     # Only process 0 wrote logs and images: as many as the one process did, no line twice (the
     # losses at steps 5 and 10, then the epoch's sample scores).
-    multi, single = ([json.loads(line) for line in (tmp_path / run / "metrics.jsonl").open()]
+    multi, single = ([json.loads(line) for line in (runs[run] / "metrics.jsonl").open()]
                      for run in ("multi", "single"))  # fmt: skip
     assert [row["step"] for row in multi] == [row["step"] for row in single] == [5, 10, 10]
     assert "sample_classifier_score" in multi[-1]
-    images = {run: sorted(p.name for p in (tmp_path / run / "samples").iterdir())
+    images = {run: sorted(p.name for p in (runs[run] / "samples").iterdir())
               for run in ("multi", "single")}  # fmt: skip
     assert images["multi"] == images["single"] and "epoch_0001.png" in images["multi"]
 

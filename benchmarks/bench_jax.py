@@ -5,7 +5,7 @@ measurement keeps its peak memory its own (`ru_maxrss`), and lets the parent cho
 of simulated CPU devices, which XLA fixes when it starts.
 
 Training is timed through the real loop's hot path (`jaxgan.training.HotLoop`): the dataset on
-the device as `uint8`, `chunk` steps per dispatch under `lax.scan` with the state donated,
+the device as `uint8`, `chunk` steps per dispatch in one device loop with the state donated,
 and a new epoch order drawn when a chunk would run past the end of an epoch.
 The first dispatch (tracing, compilation and one chunk) is timed apart from the steady state;
 the steady state is `repeats` dispatches with one host sync, after the last.
@@ -69,8 +69,8 @@ def training_loop(
     """The training loop's hot path (`jaxgan.training.HotLoop`), set up as `train` sets it up.
 
     Returns:
-      `(run, state, dispatch)`: `dispatch(state)` runs the next `config.log_every` steps under
-      `lax.scan` (one dispatch, state donated) and returns `(state, stacked metrics)`, drawing
+      `(run, state, dispatch)`: `dispatch(state)` runs the next `config.log_every` steps in
+      one device loop (one dispatch, state donated) and returns `(state, stacked metrics)`, drawing
       a new epoch order when a chunk would run past the end of an epoch.
 
     Raises:

@@ -4,7 +4,7 @@ For each model, strategy and batch size, three measurements on the same MNIST im
 same batch size and the same update:
 
 - `jaxgan`: the training loop's hot path (`benchmarks.bench_jax`): `HotLoop`, many steps per
-  dispatch under `lax.scan`, the dataset on the device, the state donated.
+  dispatch in one device loop, the dataset on the device, the state donated.
 - `notes`: `parity.reference`, the notes' code, in a per-step Python loop
   (`benchmarks.bench_torch`).
 - `best`: `benchmarks.fast`, the same update without wasted gradients, fused Adam, and

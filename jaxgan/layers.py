@@ -7,7 +7,8 @@
 
 The two convolutions are written as matmuls. They compute the same sums as
 `lax.conv_transpose` and `lax.conv_general_dilated`, and they are what keeps a DCGAN train step
-fast on XLA:CPU, whose convolutions are slow in gradients and inside `lax.scan`.
+fast on XLA:CPU, whose convolutions are slow in gradients and inside loops (`lax.scan`,
+`lax.fori_loop`).
 """
 
 from __future__ import annotations
@@ -162,9 +163,10 @@ class DownConv(nn.Module):
     stores it, `[ky, kx, c_in, c_out]` with `kernel[ky, kx, c, o] = torch_weight[o, c, ky, kx]`.
     It is computed as one matmul: the padded input is folded 2x2 into channels (space to depth),
     after which the strided 4x4 convolution is a 2x2 convolution whose four shifted windows are
-    concatenated. The same sum as `lax.conv_general_dilated`; but inside `lax.scan`, XLA:CPU
-    runs convolutions through a slow generic loop (measured: a DCGAN discriminator's gradient
-    took 1350 ms per step in a scan against 41 ms outside one), and matmuls do not suffer this.
+    concatenated. The same sum as `lax.conv_general_dilated`; but inside a loop (`lax.scan`,
+    the training loop's `lax.fori_loop`), XLA:CPU runs convolutions through a slow generic
+    loop (measured: a DCGAN discriminator's gradient took 1350 ms per step in a scan against
+    41 ms outside one), and matmuls do not suffer this.
 
     Attributes:
       features: output channels.

@@ -3,9 +3,10 @@
 `Run` is what a `TrainConfig` builds: the networks, the optimizers and the strategy's step.
 `HotLoop` is the part of training that runs on the device: the training set lives there as
 `uint8`, each epoch's order is a permutation drawn there from `(data key, epoch)`, and each
-step's noise from `(noise key, step)`; a dispatch runs many steps under `lax.scan` with the
-state donated. Because order and noise are functions of the keys and the step, a run resumed
-from a checkpoint computes exactly what the uninterrupted run computes.
+step's noise from `(noise key, step)`; a dispatch runs many steps in one loop on the device
+(`lax.fori_loop`) with the state donated. Because order and noise are functions of the keys
+and the step, a run resumed from a checkpoint computes exactly what the uninterrupted run
+computes.
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ ATOL64 = 1e-9
 
 
 def as_float64(tree):
-    """Every floating-point leaf cast exactly to float64 (call under `jax.enable_x64`)."""
+    """Every floating-point leaf cast exactly to float64 (call under `jax.enable_x64`). Cast by
+    NumPy: an eager cast would compile one program per leaf shape."""
     return jax.tree.map(
-        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+        lambda x: np.asarray(x, np.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
     )
 
 
@@ -68,9 +69,10 @@ def trained(request):
     G, D, state = initial_state(model, conditional)
     tx = adam()
     step = jax.jit(make_train_step("two_pass", G, D, tx, tx))
+    rng = np.random.default_rng(10)
     for i in range(2):
-        real = jax.random.uniform(jax.random.key(10 + i), (8, 28, 28, 1))
-        noise = jax.random.normal(jax.random.key(20 + i), (8, 100))
+        real = rng.uniform(size=(8, 28, 28, 1)).astype(np.float32)
+        noise = rng.standard_normal((8, 100)).astype(np.float32)
         state, _ = step(state, labelled(real, i, conditional), labelled(noise, 10 + i, conditional))
     return model, conditional, G, D, state
 
@@ -156,25 +158,31 @@ def test_converted_models_compute_the_same_outputs(trained, train):
         convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
         tG.train(train)
         tD.train(train)
-        z = jax.random.normal(jax.random.key(5), (16, 100), jnp.float32).astype(jnp.float64)
+        z = np.random.default_rng(5).standard_normal((16, 100)).astype(np.float32)
+        z = z.astype(np.float64)
         # Every class, so that every row of each embedding takes part.
-        labels = (jnp.arange(16) % NUM_CLASSES,) if conditional else ()
-        torch_labels = tuple(torch.tensor(np.asarray(y)).long() for y in labels)
-        images, _ = G.apply(
-            {"params": state.g_params, "batch_stats": state.g_batch_stats},
-            z,
-            *labels,
-            train=train,
-            mutable=["batch_stats"],
-        )
-        logits, _ = D.apply(
-            {"params": state.d_params, "batch_stats": state.d_batch_stats},
-            images,
-            *labels,
-            train=train,
-            mutable=["batch_stats"],
-        )
-        probs = jax.nn.sigmoid(logits)
+        labels = (np.arange(16, dtype=np.int32) % NUM_CLASSES,) if conditional else ()
+        torch_labels = tuple(torch.tensor(y).long() for y in labels)
+
+        @jax.jit  # one program (run op by op, each operation would compile on its own)
+        def forward(state, z, *labels):
+            images, _ = G.apply(
+                {"params": state.g_params, "batch_stats": state.g_batch_stats},
+                z,
+                *labels,
+                train=train,
+                mutable=["batch_stats"],
+            )
+            logits, _ = D.apply(
+                {"params": state.d_params, "batch_stats": state.d_batch_stats},
+                images,
+                *labels,
+                train=train,
+                mutable=["batch_stats"],
+            )
+            return images, jax.nn.sigmoid(logits)
+
+        images, probs = forward(state, z, *labels)
     assert images.dtype == probs.dtype == jnp.float64
     with torch.no_grad():
         torch_images = tG(torch.tensor(np.asarray(z)), *torch_labels)

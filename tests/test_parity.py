@@ -21,11 +21,21 @@ from parity import compare, reference
 from parity.__main__ import main
 
 # Under pytest-xdist, keep the module in one worker: the runs it shares (`all_strategies`) are
-# not repeated in both.
+# not repeated in both. The checks that the check fails, and the runner's, run jaxgan's side as
+# the program a fixture already compiled (every strategy of one model, 64 examples a step, in
+# float64), which XLA's compilation cache then serves: a few steps of each, not a compilation.
 pytestmark = pytest.mark.xdist_group("test_parity")
 
 STEPS = 10
 FEATURES = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def parity_precision():
+    """The matmul precision `python -m parity` sets (`compare.fp32_precision`), for every test:
+    the runner's tests then find jaxgan's side already compiled by the fixtures."""
+    with compare.fp32_precision(tf32=False):
+        yield
 
 
 NUM_CLASSES = compare.NUM_CLASSES
@@ -93,7 +103,10 @@ def test_pytorch_gans_batchnorm_epsilon_of_0_8_matches_too(strategy, batches, ga
     failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
     assert not failures, failures
     if strategy == "two_pass":  # and the check sees the epsilon: 1e-5 on one side fails it
-        wrong = compare.run(strategy, "mlp", *batches, bn_epsilon=0.8, reference_epsilon=1e-5)
+        first_steps = (x[:2] for x in batches)
+        wrong = compare.run_strategies(
+            EPSILON_STRATEGIES, "mlp", *first_steps, bn_epsilon=0.8, reference_epsilon=1e-5
+        )[strategy]
         assert any(r.failures() for r in wrong)
 
 
@@ -131,14 +144,14 @@ def test_the_check_fails_when_one_side_gets_shuffled_labels(which, conditional_b
     real, noise = ((x[:2], y[:2]) for x, y in conditional_batches)
     ref = {"real": real, "noise": noise}
     ref[which] = _shuffled(ref[which], seed=1)
-    rows = compare.run(
-        "shared_sequential",
+    rows = compare.run_strategies(
+        STRATEGIES,
         "mlp",
         real,
         noise,
         num_classes=NUM_CLASSES,
         reference_inputs=(ref["real"], ref["noise"]),
-    )
+    )["shared_sequential"]
     # The labels change what is computed, far outside the tolerance: the check sees them.
     assert rows[-1].diffs["params"] > 1e4 * compare.TOLERANCES["mlp"]["params"]
     assert rows[-1].failures()
@@ -155,10 +168,11 @@ NEIGHBOURS = [
 @pytest.fixture(scope="module")
 def swapped_references(batches):
     """Two steps of each neighbour pair's first strategy against the reference running the
-    second: `{strategy: rows}`."""
+    second: `{strategy: rows}` (the strategies in no pair run against their own)."""
     real, noise = (x[:2] for x in batches)
-    strategies, swapped = zip(*NEIGHBOURS, strict=True)
-    return compare.run_strategies(strategies, "mlp", real, noise, reference_strategies=swapped)
+    swapped = dict(NEIGHBOURS)
+    references = [swapped.get(strategy, strategy) for strategy in STRATEGIES]
+    return compare.run_strategies(STRATEGIES, "mlp", real, noise, reference_strategies=references)
 
 
 @pytest.mark.parametrize(("strategy", "swapped"), NEIGHBOURS)
@@ -221,20 +235,21 @@ def test_float32_losses_from_the_same_weights_agree_to_rounding(batches):
 
 def test_runner_prints_the_table_and_writes_json(mnist_dir, tmp_path, capsys):
     out = tmp_path / "parity.json"
-    argv = ["--strategy", "shared_sequential", "--model", "dcgan", "--steps", "2"]
-    argv += ["--features", "8", "--data-dir", str(mnist_dir), "--json", str(out)]
+    argv = ["--strategy", "all", "--model", "dcgan", "--steps", "2"]
+    argv += ["--features", str(FEATURES), "--data-dir", str(mnist_dir), "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "modified by an inplace operation" in printed
     assert "PASS" in printed
     report = json.loads(out.read_text())
-    assert [(r["model"], r["step"]) for r in report["rows"]] == [("dcgan", 1), ("dcgan", 2)]
+    rows = [(r["strategy"], r["model"], r["step"]) for r in report["rows"]]
+    assert rows == [(s, "dcgan", step) for s in STRATEGIES for step in (1, 2)]
     assert report["passed"] and all(np.isfinite(r["params"]) for r in report["rows"])
 
 
 def test_runner_runs_the_conditional_models(mnist_dir, tmp_path, capsys):
     out = tmp_path / "parity.json"
-    argv = ["--strategy", "d_first", "--model", "mlp", "--steps", "1", "--conditional"]
+    argv = ["--strategy", "all", "--model", "mlp", "--steps", "1", "--conditional"]
     assert main([*argv, "--data-dir", str(mnist_dir), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "conditional on 10 classes" in printed and "PASS" in printed

@@ -15,10 +15,13 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   # shellcheck disable=SC1091
   . .venv/bin/activate
 fi
-python -m pip install -q --upgrade pip
+# Python compiles each module's bytecode when it is first imported, and keeps it (so this script
+# lets it write bytecode): pip's compiling of every file at install, most of them in TensorFlow
+# and PyTorch modules no test imports, took a minute of a fresh install's two and a half.
+unset PYTHONDONTWRITEBYTECODE
 # The CPU build of PyTorch for the parity suite; an unpinned torch would pull a CUDA build.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[torch,tfds,dev]"
+python -c "import torch" 2>/dev/null || python -m pip install -q --no-compile "torch==2.13.0"
+python -m pip install -q --no-compile -e ".[torch,tfds,dev]"
 
 ruff check .
 ruff format --check .

@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxgan.choices import COMPUTE_DTYPES, MODEL_NAMES, STRATEGY_NAMES
 from jaxgan.training.cli import DefaultsHelpFormatter
-from jaxgan.training.data import DATA_DIR_ENV, load_dataset
+from jaxgan.training.data import DATA_DIR_ENV, DataError, DataUnavailableError, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("jax", "notes", "best")
@@ -264,7 +264,11 @@ def format_report(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark, prints its tables and optionally writes JSON; returns the exit code."""
     args = parse_args(argv)
-    images = load_dataset("mnist", "train", args.data_dir).images[: args.train_examples]
+    try:
+        images = load_dataset("mnist", "train", args.data_dir).images[: args.train_examples]
+    except (DataUnavailableError, DataError, FileNotFoundError) as e:
+        print(f"benchmark: no MNIST to train on: {e}", file=sys.stderr)
+        return 2
     settings = {
         k: getattr(args, k)
         for k in (

@@ -183,8 +183,7 @@ def _print_summary(args: argparse.Namespace, rows: list[compare.Row], gated: boo
 def main(argv: list[str] | None = None) -> int:
     """Runs the comparisons, prints the table, writes the JSON; returns the exit status."""
     args = parse_args(argv)
-    from jaxgan.training.data import load_idx_split
-    from parity import compare  # PyTorch and JAX start here
+    from jaxgan.training.data import load_idx_split  # NumPy only: a missing folder fails fast
 
     try:
         mnist = load_idx_split(args.data_dir, "train")
@@ -195,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from parity import compare  # PyTorch and JAX start here
+
     labels = mnist.labels if args.conditional else None
     real, noise = compare.mnist_batches(
         mnist.images, args.steps, args.batch_size, args.seed, labels

@@ -52,6 +52,14 @@ def test_benchmark_runs_end_to_end_and_writes_json(mnist_dir, tmp_path):
     assert one_device["steps_per_s"] == row["jax"]["steps_per_s"] and "gflops" not in one_device
 
 
+def test_missing_data_is_a_message_and_status_2(tmp_path, capsys):
+    from benchmarks.benchmark import main
+
+    assert main(["--data-dir", str(tmp_path / "none"), "--model", "mlp"]) == 2
+    err = capsys.readouterr().err
+    assert "no MNIST to train on" in err and str(tmp_path / "none") in err
+
+
 # The MLP's layers, (inputs, outputs): G 100 -> 128 -> 256 -> 512 -> 1024 -> 784, D 784 -> 1.
 G_LAYERS = [(100, 128), (128, 256), (256, 512), (512, 1024), (1024, 784)]
 D_LAYERS = [(784, 512), (512, 256), (256, 1)]

@@ -109,3 +109,15 @@ def test_help_needs_neither_jax_nor_torch(command):
         f" & {{'jax', 'torch', 'flax', 'tensorflow'}}))"
     )
     assert out.strip() == "True []"
+
+
+@pytest.mark.parametrize("command", ["parity.__main__:main", "benchmarks.benchmark:main"])
+def test_missing_data_is_reported_before_jax_or_torch_start(command, tmp_path):
+    module, function = command.split(":")
+    out = _python(
+        f"import sys\nfrom {module} import {function}\n"
+        f"status = {function}(['--data-dir', {str(tmp_path / 'none')!r}])\n"
+        f"print(status, sorted({{m.split('.')[0] for m in sys.modules}}"
+        f" & {{'jax', 'torch', 'flax', 'tensorflow'}}))"
+    )
+    assert out.strip() == "2 []"

@@ -15,8 +15,8 @@ import json
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from numerics import as_float64
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
 from jaxgan.training.distributed import DataParallel
@@ -24,18 +24,11 @@ from jaxgan.training.distributed import DataParallel
 BATCH = 16  # global batch: 4 examples per device
 
 
-# On the host, with NumPy: eager JAX operations would compile one program per leaf shape.
-def _float64(tree):
-    return jax.tree.map(
-        lambda x: np.asarray(x, np.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
-    )
-
-
 def _batch(seed):
     rng = np.random.default_rng(seed)
     real = rng.uniform(size=(BATCH, 28, 28, 1)).astype(np.float32)
     noise = rng.standard_normal((BATCH, 100)).astype(np.float32)
-    return _float64((real, noise))
+    return as_float64((real, noise))
 
 
 @functools.cache
@@ -45,7 +38,7 @@ def _initial(model):
     one state serves every `bn_groups`."""
     G, D = make_models(model, features=8)
     tx = adam()
-    return jax.device_get(_float64(create_state(jax.random.key(0), G, D, tx, tx)))
+    return jax.device_get(as_float64(create_state(jax.random.key(0), G, D, tx, tx)))
 
 
 def _train(model, strategies, dp: DataParallel, bn_groups=1, steps=3):

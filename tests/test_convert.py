@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from numerics import as_float64
 
 from jaxgan import MODELS, adam, create_state, make_models, make_train_step
 from parity import convert, reference
@@ -26,14 +27,6 @@ CASES = [(model, conditional) for model in MODELS for conditional in (False, Tru
 # N(0, 1)-sized sums) and sums of at most ~1e4 products: float64 rounding of either side is at
 # most ~1e4 * 1.1e-16 ~ 1e-12 of them. 1e-9 leaves a margin of 1000.
 ATOL64 = 1e-9
-
-
-def as_float64(tree):
-    """Every floating-point leaf cast exactly to float64 (call under `jax.enable_x64`). Cast by
-    NumPy: an eager cast would compile one program per leaf shape."""
-    return jax.tree.map(
-        lambda x: np.asarray(x, np.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
-    )
 
 
 def case_id(case) -> str:

@@ -9,6 +9,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from numerics import as_float64
 
 import jaxgan.eval.classifier
 from jaxgan.__main__ import evaluate, train
@@ -25,12 +26,6 @@ ACCURACY = {"class_accuracy", *PER_CLASS}
 # 1024 products, rounded to ~1e-13 in any order; 1e-9 leaves a margin of 1e4. (In float32 the
 # rounding, ~1e-7, would depend on how the GEMMs are blocked for each batch size.)
 ATOL64 = 1e-9
-
-
-def _float64(tree):
-    return jax.tree.map(
-        lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, tree
-    )
 
 
 def test_load_run_restores_the_final_and_an_earlier_checkpoint(plain_run):
@@ -55,7 +50,7 @@ def test_draw_samples_maps_a_tanh_generator_to_unit_range_in_batches():
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
     with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
-        state = _float64(state)
+        state = as_float64(state)
         images = draw_samples(config, run.generator, state, num_samples=10, seed=3, batch_size=4)
         noise = jax.random.normal(jax.random.key(3), (10, config.latent_dim), np.float64)
         raw = np.asarray(generate(run.generator, state, noise))
@@ -75,7 +70,7 @@ def test_draw_samples_feeds_a_conditional_generator_balanced_labels_in_batches()
     run = Run.build(config)
     state = run.init_state(run_keys(0)["init"])
     with jax.enable_x64(True):  # float64: batching changes only ~1e-15, on any CPU
-        state = _float64(state)
+        state = as_float64(state)
         images = draw_samples(config, run.generator, state, num_samples=25, seed=3, batch_size=10)
         noise = jax.random.normal(jax.random.key(3), (25, config.latent_dim), np.float64)
         raw = np.asarray(generate(run.generator, state, (noise, np.arange(25) % 10)))

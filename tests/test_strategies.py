@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from numerics import as_float64
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
 from jaxgan.models import MODELS
@@ -42,17 +43,6 @@ LOSSES = ("g_loss", "d_loss", "both")
 def float64():
     with jax.enable_x64(True):
         yield
-
-
-def as_float64(tree):
-    """Every floating-point leaf cast to float64 (exact from float32); integers kept. Cast by
-    NumPy: an eager cast would compile one program per leaf shape."""
-    return jax.tree.map(
-        lambda x: (
-            jnp.asarray(np.asarray(x, np.float64)) if jnp.issubdtype(x.dtype, jnp.floating) else x
-        ),
-        tree,
-    )
 
 
 def assert_float64(tree):

@@ -135,8 +135,14 @@ def measure_machine(args: argparse.Namespace) -> dict[str, Any]:
     return machine
 
 
-# What measure_row adds to each framework's measurement.
+# What measure_row adds to each framework's measurement (`_rates`).
 ROW_RATES = ("images_per_s", "gflops", "percent_of_peak")
+
+
+def _rates(steps_per_s: float, batch: int, flops_per_step: float, peak: float) -> dict[str, float]:
+    """A measured step rate in the other units of `ROW_RATES`."""
+    gflops = steps_per_s * flops_per_step / 1e9
+    return dict(zip(ROW_RATES, (steps_per_s * batch, gflops, 100 * gflops / peak), strict=True))
 
 
 def measure_row(
@@ -161,10 +167,7 @@ def measure_row(
     )
     flops = row["jax"]["flops_per_step"]
     for name in FRAMEWORKS:
-        rates = row[name]
-        rates["images_per_s"] = rates["steps_per_s"] * batch
-        rates["gflops"] = rates["steps_per_s"] * flops / 1e9
-        rates["percent_of_peak"] = 100 * rates["gflops"] / peak
+        row[name] |= _rates(row[name]["steps_per_s"], batch, flops, peak)
     row["jax_over_notes"] = row["jax"]["steps_per_s"] / row["notes"]["steps_per_s"]
     row["jax_over_best"] = row["jax"]["steps_per_s"] / row["best"]["steps_per_s"]
     return row

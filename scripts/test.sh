@@ -15,10 +15,14 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   # shellcheck disable=SC1091
   . .venv/bin/activate
 fi
-# Python compiles each module's bytecode when it is first imported, and keeps it (so this script
-# lets it write bytecode): pip's compiling of every file at install, most of them in TensorFlow
-# and PyTorch modules no test imports, took a minute of a fresh install's two and a half.
+# Bytecode: pip compiles every file it installs unless told not to, most of them TensorFlow and
+# PyTorch modules no test imports (70 s of a fresh install's 170 s here). Instead Python compiles
+# each module when it is first imported and keeps the result (about 25 s for what the tests
+# import), so this script lets it write bytecode.
 unset PYTHONDONTWRITEBYTECODE
+# An editable install of a pyproject.toml-only package needs pip >= 21.3 (PEP 660); a newer venv
+# pip is kept as it is, without asking the index for the newest.
+python -m pip install -q "pip>=21.3"
 # The CPU build of PyTorch for the parity suite; an unpinned torch would pull a CUDA build.
 python -c "import torch" 2>/dev/null || python -m pip install -q --no-compile "torch==2.13.0"
 python -m pip install -q --no-compile -e ".[torch,tfds,dev]"

@@ -32,6 +32,20 @@ def test_an_exported_generator_samples_what_the_run_does(trained, tmp_path):
     np.testing.assert_array_equal(unit, jaxgan.to_unit_range(ours, config.pixel_range))
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--step", "3"], "--step: "), ([], "holds no training run (no config.json)")],
+)
+def test_export_of_no_run_or_no_checkpoint_fails_with_status_2(
+    conditional_run, tmp_path, capsys, args, message
+):
+    run_dir = conditional_run if args else tmp_path / "missing"
+    out = tmp_path / "generator.msgpack"
+    assert export([str(run_dir), str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_file_that_is_not_a_generator_is_refused_by_name(tmp_path):
     path = tmp_path / "grid.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)

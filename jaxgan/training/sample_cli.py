@@ -56,23 +56,18 @@ def sample_main(argv: list[str] | None = None) -> int:
     args = sample_parser().parse_args(argv)
     if args.count is not None and args.count < 1:
         return fail(SAMPLE, f"--count must be at least 1, got {args.count}")
-    if not (args.run_dir / "config.json").is_file():
-        return fail(SAMPLE, f"run_dir {args.run_dir} holds no training run (no config.json)")
+    loaded = _load_run(SAMPLE, args.run_dir, args.step)
+    if isinstance(loaded, int):
+        return loaded
+    config, run, state = loaded
 
-    import jax  # jax starts here
+    import jax
     import numpy as np
 
     from jaxgan.models import to_unit_range
     from jaxgan.sampling import balanced_labels, sample
-    from jaxgan.training.config import ConfigError
     from jaxgan.training.logs import save_grid, save_images
-    from jaxgan.training.run import load_run
 
-    with warnings_to_stderr(SAMPLE):
-        try:
-            config, run, state = load_run(args.run_dir, args.step)
-        except (FileNotFoundError, ConfigError) as e:
-            return fail(SAMPLE, f"--step: {e}" if args.step is not None else str(e))
     classes = config.num_classes
     labels, rows = None, None
     if classes is None:
@@ -113,6 +108,23 @@ def sample_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _load_run(prog: str, run_dir: Path, step: int | None) -> tuple | int:
+    """`load_run(run_dir, step)` for `prog`: `(config, run, state)`, or, when `run_dir` holds no
+    run or not that checkpoint, the exit status after `prog`'s message. A folder without a
+    `config.json` is turned away before JAX starts."""
+    if not (run_dir / "config.json").is_file():
+        return fail(prog, f"run_dir {run_dir} holds no training run (no config.json)")
+
+    from jaxgan.training.config import ConfigError  # jax starts here
+    from jaxgan.training.run import load_run
+
+    with warnings_to_stderr(prog):
+        try:
+            return load_run(run_dir, step)
+        except (FileNotFoundError, ConfigError) as e:
+            return fail(prog, f"--step: {e}" if step is not None else str(e))
+
+
 def grid_rows(count: int) -> int:
     """The largest divisor of `count` that is at most its square root: the squarest full grid."""
     return next(r for r in range(math.isqrt(count), 0, -1) if count % r == 0)
@@ -129,18 +141,13 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, help="the file to write, e.g. generator.msgpack")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     args = p.parse_args(argv)
-    if not (args.run_dir / "config.json").is_file():
-        return fail(EXPORT, f"run_dir {args.run_dir} holds no training run (no config.json)")
+    loaded = _load_run(EXPORT, args.run_dir, args.step)
+    if isinstance(loaded, int):
+        return loaded
+    config, run, state = loaded
 
-    from jaxgan.export import save_generator  # jax starts here
-    from jaxgan.training.config import ConfigError
-    from jaxgan.training.run import load_run
+    from jaxgan.export import save_generator
 
-    with warnings_to_stderr(EXPORT):
-        try:
-            config, run, state = load_run(args.run_dir, args.step)
-        except (FileNotFoundError, ConfigError) as e:
-            return fail(EXPORT, str(e))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_generator(args.out, run.generator, state, pixel_range=config.pixel_range,
                    dataset=config.dataset)  # fmt: skip

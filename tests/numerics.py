@@ -12,3 +12,11 @@ def as_float64(tree):
     return jax.tree.map(
         lambda x: np.asarray(x, np.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
     )
+
+
+def assert_float64(tree):
+    """Guards against a silent downcast making a float64 comparison pass vacuously: every
+    floating-point leaf is float64 (the failure names the leaf)."""
+    for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            assert x.dtype == jnp.float64, jax.tree_util.keystr(path)

@@ -16,7 +16,7 @@ import sys
 
 import jax
 import numpy as np
-from numerics import as_float64
+from numerics import as_float64, assert_float64
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
 from jaxgan.training.distributed import DataParallel
@@ -66,8 +66,7 @@ def _train(model, strategies, dp: DataParallel, bn_groups=1, steps=3):
         real, noise = _batch(10 * seed)
         states = step(states, jax.device_put(real, dp.batch), jax.device_put(noise, dp.batch))
     states = jax.device_get(states)
-    for state in states.values():
-        assert all(x.dtype == np.float64 for x in jax.tree.leaves(state.g_params)), "not float64"
+    assert_float64(states)
     return states
 
 

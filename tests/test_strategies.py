@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from numerics import as_float64
+from numerics import as_float64, assert_float64
 
 from jaxgan import STRATEGIES, adam, create_state, make_models, make_train_step
 from jaxgan.models import MODELS
@@ -43,13 +43,6 @@ LOSSES = ("g_loss", "d_loss", "both")
 def float64():
     with jax.enable_x64(True):
         yield
-
-
-def assert_float64(tree):
-    """Guards against a silent downcast making a comparison pass vacuously."""
-    for path, x in jax.tree_util.tree_leaves_with_path(tree):
-        if jnp.issubdtype(x.dtype, jnp.floating):
-            assert x.dtype == jnp.float64, jax.tree_util.keystr(path)
 
 
 def recording_sgd(lr: float) -> optax.GradientTransformation:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import importlib.util
+import logging
 import os
 import socket
 from pathlib import Path
@@ -204,7 +205,7 @@ def load_tfds(
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=tfds_dir, file_format="array_record")
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
         host = TFDS_DOWNLOAD_HOSTS.get(name)
         if host is not None and not _host_reachable(host, timeout):
             raise DataUnavailableError(
@@ -226,6 +227,20 @@ def load_tfds(
     if images.shape[1:] != (28, 28, 1):
         raise DataError(f"tfds:{name}: images of shape {images.shape[1:]}, not 28x28x1")
     return Dataset(images, labels, f"tfds:{name}")
+
+
+def _is_prepared(builder) -> bool:
+    """`builder.is_prepared()`, without the warning TFDS logs when it is not: TFDS names the
+    version folder it looked in as lacking a `dataset_info.json` even where that folder does
+    not exist, which reads as damage to a cache that is simply empty; what to do instead is in
+    jaxgan's own message."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        logger.setLevel(level)
 
 
 def load_dataset(

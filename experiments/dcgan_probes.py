@@ -1,0 +1,146 @@
+"""Probes of what holds the DCGAN's sample quality back (docs/dcgan.md).
+
+    python -m experiments.dcgan_probes continue runs/recipes/dcgan1/w32/seed0 --step 14055 \\
+        --epochs 5 --lr constant --data-dir ../shared/data/mnist --out runs/probes/const.jsonl
+    python -m experiments.dcgan_probes widths --g-features 64 --d-features 32 --epochs 10 \\
+        --data-dir ../shared/data/mnist --out runs/probes/g64d32.jsonl
+
+`continue` trains a run on from one of its checkpoints with Adam's learning rate held
+(`constant`, what the run would have done) or decayed linearly to zero over the added epochs
+(`linear_decay`; Adam's moments carry over). `widths` trains the published DCGAN recipe
+([-1, 1] and tanh, Adam(2e-4, 0.5), `two_pass`, seed 0) from scratch with the generator's and
+the discriminator's base widths set apart, which `TrainConfig` does not offer. Both run the
+training loop's hot path (`HotLoop`, the run's data order and noise) and after every epoch
+score the same 5,000 samples (noise from key 123, generator in evaluation mode) with the MNIST
+classifier: the classifier score, the classes covered, the Fréchet distance of the classifier's
+features to the first 5,000 test images, and the mean entropy of the classifier's answer per
+sample. One JSON line per epoch goes to `--out` and to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+from jaxgan import make_models, make_train_step
+from jaxgan.eval import metrics
+from jaxgan.eval.classifier import load_classifier
+from jaxgan.models import OUTPUTS, to_unit_range
+from jaxgan.sampling import generate
+from jaxgan.state import GANState
+from jaxgan.training import TrainConfig, load_idx_split, load_run
+from jaxgan.training.distributed import DataParallel
+from jaxgan.training.run import HotLoop, Run, run_keys
+
+PROBE_SAMPLES = 5000
+PROBE_NOISE_SEED = 123
+
+
+class EpochScorer:
+    """Scores a run's generator on fixed noise against the first test images."""
+
+    def __init__(self, generator, latent_dim: int, pixel_range: str, data_dir: str):
+        self.classifier = load_classifier("mnist")
+        self.noise = jax.random.normal(
+            jax.random.key(PROBE_NOISE_SEED), (PROBE_SAMPLES, latent_dim)
+        )
+        self.pixel_range = pixel_range
+        self.generate = jax.jit(lambda state, z: generate(generator, state, z))
+        test = load_idx_split(data_dir, "test").images[:PROBE_SAMPLES]
+        self.real_features, _ = metrics.features(test.astype(np.float32) / 255, self.classifier)
+
+    def __call__(self, state: GANState) -> dict[str, float]:
+        images = to_unit_range(self.generate(state, self.noise), self.pixel_range)
+        features, probs = metrics.features(np.clip(np.asarray(images), 0, 1), self.classifier)
+        entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)
+        return {
+            "score": metrics.classifier_score(probs)[0],
+            "classes": int(metrics.class_coverage(probs).num_covered),
+            "fd": metrics.frechet_distance(features, self.real_features),
+            "sample_entropy": float(entropy.mean()),
+        }
+
+
+def train_epochs(run: Run, state: GANState, first: int, epochs: int, data_dir: str,
+                 scorer: EpochScorer, out: Path, tags: dict) -> None:  # fmt: skip
+    """Epochs `first + 1 .. first + epochs` of `run` from `state`, scored after each."""
+    dataset = load_idx_split(data_dir, "train")
+    hot = HotLoop(run, DataParallel.create(None), run_keys(run.config.seed), dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for epoch in range(first, first + epochs):
+        order, position, started = hot.order(epoch), 0, time.perf_counter()
+        while position < hot.steps_per_epoch:
+            length = min(run.config.log_every, hot.steps_per_epoch - position)
+            state, _ = hot.dispatch(state, order, position, length)
+            position += length
+        jax.block_until_ready(state)
+        seconds = round(time.perf_counter() - started)
+        record = {**tags, "epoch": epoch + 1, "seconds": seconds, **scorer(state)}
+        print(json.dumps(record), flush=True)
+        with out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def probe_continue(args: argparse.Namespace) -> None:
+    config, saved, state = load_run(args.run_dir, args.step)
+    steps_per_epoch = config.steps_per_epoch(len(load_idx_split(args.data_dir, "train")))
+    first = int(state.step) // steps_per_epoch
+    if args.lr == "linear_decay":
+        schedule = optax.linear_schedule(config.g_lr, 0.0, args.epochs * steps_per_epoch)
+        g_tx = d_tx = optax.adam(schedule, config.beta1, config.beta2)
+        # optax.adam(schedule) keeps Adam's state and adds a step count for the schedule.
+        state = state.replace(
+            g_opt_state=(state.g_opt_state[0], g_tx.init(state.g_params)[1]),
+            d_opt_state=(state.d_opt_state[0], d_tx.init(state.d_params)[1]),
+        )
+    else:
+        g_tx, d_tx = Run.optimizers(config)
+    G, D = saved.generator, saved.discriminator
+    run = Run(config, G, D, make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss))
+    scorer = EpochScorer(G, config.latent_dim, config.pixel_range, args.data_dir)
+    tags = {"lr": args.lr}
+    record = {**tags, "epoch": first, **scorer(state)}
+    print(json.dumps(record), flush=True)
+    train_epochs(run, state, first, args.epochs, args.data_dir, scorer, args.out, tags)
+
+
+def probe_widths(args: argparse.Namespace) -> None:
+    config = TrainConfig(model="dcgan", pixel_range="symmetric", g_lr=2e-4, d_lr=2e-4)
+    output = OUTPUTS[config.pixel_range]
+    G = make_models("dcgan", output=output, features=args.g_features)[0]
+    D = make_models("dcgan", output=output, features=args.d_features)[1]
+    g_tx, d_tx = Run.optimizers(config)
+    run = Run(config, G, D, make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss))
+    state = run.init_state(run_keys(config.seed)["init"])
+    scorer = EpochScorer(G, config.latent_dim, config.pixel_range, args.data_dir)
+    tags = {"g_features": args.g_features, "d_features": args.d_features}
+    train_epochs(run, state, 0, args.epochs, args.data_dir, scorer, args.out, tags)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m experiments.dcgan_probes",
+                                description=__doc__.splitlines()[0])  # fmt: skip
+    probes = p.add_subparsers(dest="probe", required=True)
+    cont = probes.add_parser("continue", help="train a run on from a checkpoint")
+    cont.add_argument("run_dir", type=Path)
+    cont.add_argument("--step", type=int, required=True)
+    cont.add_argument("--lr", choices=("constant", "linear_decay"), required=True)
+    widths = probes.add_parser("widths", help="G's and D's widths set apart, from scratch")
+    widths.add_argument("--g-features", type=int, required=True)
+    widths.add_argument("--d-features", type=int, required=True)
+    for probe in (cont, widths):
+        probe.add_argument("--epochs", type=int, required=True)
+        probe.add_argument("--data-dir", required=True)
+        probe.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    (probe_continue if args.probe == "continue" else probe_widths)(args)
+
+
+if __name__ == "__main__":
+    main()

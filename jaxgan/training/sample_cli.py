@@ -18,8 +18,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jaxgan.training.cli import DefaultsHelpFormatter, fail, warnings_to_stderr
+
+if TYPE_CHECKING:  # these import JAX, which the commands start only once the request is valid
+    from jaxgan.state import GANState
+    from jaxgan.training.config import TrainConfig
+    from jaxgan.training.run import Run
 
 SAMPLE, EXPORT = "jaxgan-sample", "jaxgan-export"
 ONE_IMAGE_SET = 64  # default count for one class or a plain run: an 8x8 grid
@@ -108,7 +114,9 @@ def sample_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load_run(prog: str, run_dir: Path, step: int | None) -> tuple | int:
+def _load_run(
+    prog: str, run_dir: Path, step: int | None
+) -> tuple[TrainConfig, Run, GANState] | int:
     """`load_run(run_dir, step)` for `prog`: `(config, run, state)`, or, when `run_dir` holds no
     run or not that checkpoint, the exit status after `prog`'s message. A folder without a
     `config.json` is turned away before JAX starts."""

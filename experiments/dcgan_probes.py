@@ -9,7 +9,8 @@
 (`constant`, what the run would have done) or decayed linearly to zero over the added epochs
 (`linear_decay`; Adam's moments carry over). `widths` trains the published DCGAN recipe
 ([-1, 1] and tanh, Adam(2e-4, 0.5), `two_pass`, seed 0) from scratch with the generator's and
-the discriminator's base widths set apart, which `TrainConfig` does not offer. Both run the
+the discriminator's base widths set apart, which `TrainConfig` does not offer, and with
+`--no-d-batchnorm` a discriminator without its BatchNorm. Both run the
 training loop's hot path (`HotLoop`, the run's data order and noise) and after every epoch
 score the same 5,000 samples (noise from key 123, generator in evaluation mode) with the MNIST
 classifier: the classifier score, the classes covered, the Fréchet distance of the classifier's
@@ -24,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
@@ -31,6 +33,7 @@ import optax
 from jaxgan import make_models, make_train_step
 from jaxgan.eval import metrics
 from jaxgan.eval.classifier import load_classifier
+from jaxgan.layers import DownConv, dcgan_kernel_init
 from jaxgan.models import OUTPUTS, to_unit_range
 from jaxgan.sampling import generate
 from jaxgan.state import GANState
@@ -40,6 +43,20 @@ from jaxgan.training.run import HotLoop, Run, run_keys
 
 PROBE_SAMPLES = 5000
 PROBE_NOISE_SEED = 123
+
+
+class DiscriminatorWithoutBatchNorm(nn.Module):
+    """The DCGAN's discriminator without the BatchNorm after its second convolution (as the
+    discriminators of WGAN-GP and SNGAN go without): `28x28x1 -> 14x14xf -> 7x7x2f -> 1`."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
+        x = nn.leaky_relu(DownConv(self.features)(images), 0.2)
+        x = nn.leaky_relu(DownConv(2 * self.features)(x), 0.2)
+        dense = nn.Dense(1, use_bias=False, kernel_init=dcgan_kernel_init)
+        return dense(x.reshape(x.shape[0], -1))[:, 0]
 
 
 class EpochScorer:
@@ -115,11 +132,15 @@ def probe_widths(args: argparse.Namespace) -> None:
     output = OUTPUTS[config.pixel_range]
     G = make_models("dcgan", output=output, features=args.g_features)[0]
     D = make_models("dcgan", output=output, features=args.d_features)[1]
+    if not args.d_batchnorm:
+        D = DiscriminatorWithoutBatchNorm(args.d_features)
     g_tx, d_tx = Run.optimizers(config)
     run = Run(config, G, D, make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss))
     state = run.init_state(run_keys(config.seed)["init"])
     scorer = EpochScorer(G, config.latent_dim, config.pixel_range, args.data_dir)
     tags = {"g_features": args.g_features, "d_features": args.d_features}
+    if not args.d_batchnorm:
+        tags["d_batchnorm"] = False
     train_epochs(run, state, 0, args.epochs, args.data_dir, scorer, args.out, tags)
 
 
@@ -134,6 +155,7 @@ def main() -> None:
     widths = probes.add_parser("widths", help="G's and D's widths set apart, from scratch")
     widths.add_argument("--g-features", type=int, required=True)
     widths.add_argument("--d-features", type=int, required=True)
+    widths.add_argument("--no-d-batchnorm", dest="d_batchnorm", action="store_false")
     for probe in (cont, widths):
         probe.add_argument("--epochs", type=int, required=True)
         probe.add_argument("--data-dir", required=True)

@@ -9,8 +9,10 @@
 (`constant`, what the run would have done) or decayed linearly to zero over the added epochs
 (`linear_decay`; Adam's moments carry over). `widths` trains the published DCGAN recipe
 ([-1, 1] and tanh, Adam(2e-4, 0.5), `two_pass`, seed 0) from scratch with the generator's and
-the discriminator's base widths set apart, which `TrainConfig` does not offer, and with
-`--no-d-batchnorm` a discriminator without its BatchNorm. Both run the
+the discriminator's base widths set apart, which `TrainConfig` does not offer, with
+`--no-d-batchnorm` a discriminator without its BatchNorm, and with `--r1 GAMMA` (which needs
+`--no-d-batchnorm`) the R1 gradient penalty on D (Mescheder et al., 2018): D's loss gains
+`GAMMA / 2 * mean_i |grad_x D(x_i)|^2` over the real batch. Both run the
 training loop's hot path (`HotLoop`, the run's data order and noise) and after every epoch
 score the same 5,000 samples (noise from key 123, generator in evaluation mode) with the MNIST
 classifier: the classifier score, the classes covered, the Fréchet distance of the classifier's
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -34,9 +37,11 @@ from jaxgan import make_models, make_train_step
 from jaxgan.eval import metrics
 from jaxgan.eval.classifier import load_classifier
 from jaxgan.layers import DownConv, dcgan_kernel_init
+from jaxgan.losses import get_loss
 from jaxgan.models import OUTPUTS, to_unit_range
 from jaxgan.sampling import generate
 from jaxgan.state import GANState
+from jaxgan.strategies import Nets, StepFn
 from jaxgan.training import TrainConfig, load_idx_split, load_run
 from jaxgan.training.distributed import DataParallel
 from jaxgan.training.run import HotLoop, Run, run_keys
@@ -57,6 +62,50 @@ class DiscriminatorWithoutBatchNorm(nn.Module):
         x = nn.leaky_relu(DownConv(2 * self.features)(x), 0.2)
         dense = nn.Dense(1, use_bias=False, kernel_init=dcgan_kernel_init)
         return dense(x.reshape(x.shape[0], -1))[:, 0]
+
+
+def two_pass_r1(nets: Nets, gamma: float) -> StepFn:
+    """`two_pass` (jaxgan.strategies) with the R1 penalty added to D's loss:
+
+    D_{t+1} = D_t - η ∇_D [d_loss(G_{t+1}, D_t) + γ/2 mean_i |∇_x D_t(x_i)|²]
+
+    Per-sample input gradients need a discriminator without BatchNorm (each logit a function
+    of its own image alone), so D's batch statistics are empty and stay so.
+    """
+
+    def step(state, real, noise):
+        def g_loss_fn(g_params):
+            fakes, g_stats = nets.G(g_params, state.g_batch_stats, noise)
+            return nets.loss(nets.D(state.d_params, {}, fakes)[0], 1.0), g_stats
+
+        (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+        g_params, g_opt_state = nets.update_g(state.g_params, state.g_opt_state, g_grads)
+        fakes, g_stats = nets.G(g_params, g_stats, noise)
+
+        def d_loss_fn(d_params):
+            d_fake = nets.D(d_params, {}, fakes)[0]
+            d_real, pullback = jax.vjp(lambda x: nets.D(d_params, {}, x)[0], real)
+            (input_grads,) = pullback(jnp.ones_like(d_real))
+            penalty = 0.5 * gamma * jnp.square(input_grads).sum((1, 2, 3)).mean()
+            d_loss = nets.loss(d_fake, 0.0) + nets.loss(d_real, 1.0)
+            return d_loss + penalty, (d_loss, d_real, d_fake)
+
+        (_, (d_loss, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+            state.d_params
+        )
+        d_params, d_opt_state = nets.update_d(state.d_params, state.d_opt_state, d_grads)
+        new_state = state.replace(
+            step=state.step + 1, g_params=g_params, d_params=d_params, g_batch_stats=g_stats,
+            g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+        )  # fmt: skip
+        return new_state, {
+            "g_loss": g_loss,
+            "d_loss": d_loss,
+            "d_real": jax.nn.sigmoid(d_real).mean(),
+            "d_fake": jax.nn.sigmoid(d_fake).mean(),
+        }
+
+    return step
 
 
 class EpochScorer:
@@ -135,12 +184,18 @@ def probe_widths(args: argparse.Namespace) -> None:
     if not args.d_batchnorm:
         D = DiscriminatorWithoutBatchNorm(args.d_features)
     g_tx, d_tx = Run.optimizers(config)
-    run = Run(config, G, D, make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss))
+    if args.r1 is None:
+        step = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
+    else:
+        step = two_pass_r1(Nets(G, D, g_tx, d_tx, get_loss(config.loss)), args.r1)
+    run = Run(config, G, D, step)
     state = run.init_state(run_keys(config.seed)["init"])
     scorer = EpochScorer(G, config.latent_dim, config.pixel_range, args.data_dir)
     tags = {"g_features": args.g_features, "d_features": args.d_features}
     if not args.d_batchnorm:
         tags["d_batchnorm"] = False
+    if args.r1 is not None:
+        tags["r1"] = args.r1
     train_epochs(run, state, 0, args.epochs, args.data_dir, scorer, args.out, tags)
 
 
@@ -156,11 +211,14 @@ def main() -> None:
     widths.add_argument("--g-features", type=int, required=True)
     widths.add_argument("--d-features", type=int, required=True)
     widths.add_argument("--no-d-batchnorm", dest="d_batchnorm", action="store_false")
+    widths.add_argument("--r1", type=float, default=None, help="R1 penalty weight (gamma)")
     for probe in (cont, widths):
         probe.add_argument("--epochs", type=int, required=True)
         probe.add_argument("--data-dir", required=True)
         probe.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if args.probe == "widths" and args.r1 is not None and args.d_batchnorm:
+        p.error("--r1 needs --no-d-batchnorm (per-sample input gradients)")
     (probe_continue if args.probe == "continue" else probe_widths)(args)
 
 

@@ -158,8 +158,11 @@ def probe_continue(args: argparse.Namespace) -> None:
     steps_per_epoch = config.steps_per_epoch(len(load_idx_split(args.data_dir, "train")))
     first = int(state.step) // steps_per_epoch
     if args.lr == "linear_decay":
-        schedule = optax.linear_schedule(config.g_lr, 0.0, args.epochs * steps_per_epoch)
-        g_tx = d_tx = optax.adam(schedule, config.beta1, config.beta2)
+        g_tx, d_tx = (
+            optax.adam(optax.linear_schedule(lr, 0.0, args.epochs * steps_per_epoch),
+                       config.beta1, config.beta2)
+            for lr in (config.g_lr, config.d_lr)
+        )  # fmt: skip
         # optax.adam(schedule) keeps Adam's state and adds a step count for the schedule.
         state = state.replace(
             g_opt_state=(state.g_opt_state[0], g_tx.init(state.g_params)[1]),

@@ -42,7 +42,7 @@ from jaxgan.models import OUTPUTS, to_unit_range
 from jaxgan.sampling import generate
 from jaxgan.state import GANState
 from jaxgan.strategies import Nets, StepFn
-from jaxgan.training import TrainConfig, load_idx_split, load_run
+from jaxgan.training import Dataset, TrainConfig, load_idx_split, load_run
 from jaxgan.training.distributed import DataParallel
 from jaxgan.training.run import HotLoop, Run, run_keys
 
@@ -133,10 +133,9 @@ class EpochScorer:
         }
 
 
-def train_epochs(run: Run, state: GANState, first: int, epochs: int, data_dir: str,
+def train_epochs(run: Run, state: GANState, first: int, epochs: int, dataset: Dataset,
                  scorer: EpochScorer, out: Path, tags: dict) -> None:  # fmt: skip
     """Epochs `first + 1 .. first + epochs` of `run` from `state`, scored after each."""
-    dataset = load_idx_split(data_dir, "train")
     hot = HotLoop(run, DataParallel.create(None), run_keys(run.config.seed), dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     for epoch in range(first, first + epochs):
@@ -155,7 +154,8 @@ def train_epochs(run: Run, state: GANState, first: int, epochs: int, data_dir: s
 
 def probe_continue(args: argparse.Namespace) -> None:
     config, saved, state = load_run(args.run_dir, args.step)
-    steps_per_epoch = config.steps_per_epoch(len(load_idx_split(args.data_dir, "train")))
+    dataset = load_idx_split(args.data_dir, "train")
+    steps_per_epoch = config.steps_per_epoch(len(dataset))
     first = int(state.step) // steps_per_epoch
     if args.lr == "linear_decay":
         g_tx, d_tx = (
@@ -176,15 +176,16 @@ def probe_continue(args: argparse.Namespace) -> None:
     tags = {"lr": args.lr}
     record = {**tags, "epoch": first, **scorer(state)}
     print(json.dumps(record), flush=True)
-    train_epochs(run, state, first, args.epochs, args.data_dir, scorer, args.out, tags)
+    train_epochs(run, state, first, args.epochs, dataset, scorer, args.out, tags)
 
 
 def probe_widths(args: argparse.Namespace) -> None:
     config = TrainConfig(model="dcgan", pixel_range="symmetric", g_lr=2e-4, d_lr=2e-4)
     output = OUTPUTS[config.pixel_range]
     G = make_models("dcgan", output=output, features=args.g_features)[0]
-    D = make_models("dcgan", output=output, features=args.d_features)[1]
-    if not args.d_batchnorm:
+    if args.d_batchnorm:
+        D = make_models("dcgan", output=output, features=args.d_features)[1]
+    else:
         D = DiscriminatorWithoutBatchNorm(args.d_features)
     g_tx, d_tx = Run.optimizers(config)
     if args.r1 is None:
@@ -199,7 +200,8 @@ def probe_widths(args: argparse.Namespace) -> None:
         tags["d_batchnorm"] = False
     if args.r1 is not None:
         tags["r1"] = args.r1
-    train_epochs(run, state, 0, args.epochs, args.data_dir, scorer, args.out, tags)
+    dataset = load_idx_split(args.data_dir, "train")
+    train_epochs(run, state, 0, args.epochs, dataset, scorer, args.out, tags)
 
 
 def main() -> None:

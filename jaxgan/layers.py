@@ -3,9 +3,10 @@
 - `BatchNorm`: `torch.nn.BatchNorm{1,2}d`, running statistics included.
 - `UpConv`: `ConvTranspose2d(c, o, 4, stride=2, padding=1, bias=False)`.
 - `DownConv`: `Conv2d(c, o, 4, stride=2, padding=1, bias=False)`.
+- `SameConv`: `Conv2d(c, o, 3, stride=1, padding=1, bias=False)`.
 - initializers matching PyTorch's `nn.Linear` default and the DCGAN paper's.
 
-The two convolutions are written as matmuls. They compute the same sums as
+The three convolutions are written as matmuls. They compute the same sums as
 `lax.conv_transpose` and `lax.conv_general_dilated`, and they are what keeps a DCGAN train step
 fast on XLA:CPU, whose convolutions are slow in gradients and inside loops (`lax.scan`,
 `lax.fori_loop`).
@@ -192,6 +193,33 @@ class DownConv(nn.Module):
         folded_kernel = kernel.reshape(2, 2, 2, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)
         patches, folded_kernel = _compute_in(self.dtype, patches, folded_kernel)
         return patches @ folded_kernel.reshape(16 * c, self.features)
+
+
+class SameConv(nn.Module):
+    """PyTorch's `Conv2d(c, features, 3, stride=1, padding=1, bias=False)`, NHWC.
+
+    Keeps the spatial size. The kernel is stored as flax's `nn.Conv` stores it, `[ky, kx, c_in,
+    c_out]` with `kernel[ky, kx, c, o] = torch_weight[o, c, ky, kx]`. It is computed as one
+    matmul over the nine shifted windows of the padded input (im2col), for the reason
+    `DownConv` gives: XLA:CPU's own convolutions are slow inside the training loop.
+
+    Attributes:
+      features: output channels.
+      dtype: what the matmul computes in (e.g. `"bfloat16"`); None: the input's and kernel's.
+    """
+
+    features: int
+    dtype: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, w, c = x.shape[1:]
+        kernel = self.param("kernel", dcgan_kernel_init, (3, 3, c, self.features))
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        windows = [padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+        patches = jnp.concatenate(windows, axis=-1)  # channels ordered (ky, kx, c)
+        patches, kernel = _compute_in(self.dtype, patches, kernel)
+        return patches @ kernel.reshape(9 * c, self.features)
 
 
 def _compute_in(dtype: str | None, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -47,6 +47,7 @@ from jaxgan.choices import (
 from jaxgan.layers import (
     BatchNorm,
     DownConv,
+    SameConv,
     UpConv,
     dcgan_kernel_init,
     dcgan_scale_init,
@@ -163,7 +164,9 @@ class MLPDiscriminator(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """Transposed-convolution generator: `z -> 7x7x2f -> 14x14xf -> 28x28x1`."""
+    """Transposed-convolution generator: `z -> 7x7x2f -> 14x14xf -> 28x28x1`, with
+    `extra_layers` 3x3 convolution blocks (convolution, BatchNorm, ReLU) at `7x7x2f` before
+    the first upsampling."""
 
     latent_dim: int = 100
     features: int = 64
@@ -174,6 +177,7 @@ class DCGANGenerator(nn.Module):
     output: Output = "sigmoid"
     num_classes: int | None = None  # conditional: G(z, labels)
     dtype: str | None = None  # what the matmuls compute in (see make_models)
+    extra_layers: int = 0  # 3x3 blocks at 7x7 (see make_models)
 
     @nn.compact
     def __call__(
@@ -188,13 +192,17 @@ class DCGANGenerator(nn.Module):
         x = nn.Dense(7 * 7 * 2 * self.features, use_bias=False, kernel_init=dcgan_kernel_init,
                      dtype=self.dtype)(x)  # fmt: skip
         x = nn.relu(bn(x.reshape(-1, 7, 7, 2 * self.features)))
+        for _ in range(self.extra_layers):
+            x = nn.relu(bn(SameConv(2 * self.features, self.dtype)(x)))
         x = nn.relu(bn(UpConv(self.features, self.dtype)(x)))  # 14x14
         x = UpConv(self.image_shape[-1], self.dtype)(x)  # 28x28
         return _activate_output(x, self.output)
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided-convolution discriminator: `28x28x1 -> 14x14xf -> 7x7x2f -> 1` logit."""
+    """Strided-convolution discriminator: `28x28x1 -> 14x14xf -> 7x7x2f -> 1` logit, with
+    `extra_layers` 3x3 convolution blocks (convolution, BatchNorm, LeakyReLU) at `7x7x2f`
+    before the last layer."""
 
     features: int = 64
     bn_epsilon: float = BN_EPSILON
@@ -202,15 +210,20 @@ class DCGANDiscriminator(nn.Module):
     bn_groups: int = 1  # batch groups with their own BatchNorm statistics (see BatchNorm)
     num_classes: int | None = None  # conditional: D(images, labels), projection form
     dtype: str | None = None  # what the matmuls compute in (see make_models)
+    extra_layers: int = 0  # 3x3 blocks at 7x7 (see make_models)
 
     @nn.compact
     def __call__(
         self, images: jax.Array, labels: jax.Array | None = None, train: bool = True
     ) -> jax.Array:
+        def bn(x):
+            bn = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init, self.bn_groups)
+            return bn(x, train)
+
         x = nn.leaky_relu(DownConv(self.features, self.dtype)(images), 0.2)  # 14x14
-        x = DownConv(2 * self.features, self.dtype)(x)  # 7x7
-        x = BatchNorm(self.bn_momentum, self.bn_epsilon, dcgan_scale_init, self.bn_groups)(x, train)
-        x = nn.leaky_relu(x, 0.2)
+        x = nn.leaky_relu(bn(DownConv(2 * self.features, self.dtype)(x)), 0.2)  # 7x7
+        for _ in range(self.extra_layers):
+            x = nn.leaky_relu(bn(SameConv(2 * self.features, self.dtype)(x)), 0.2)
         # Conv2d(2f, 1, 7, 1, 0) on a 7x7 input is a dense layer on the flattened (h, w, c).
         x = x.reshape(x.shape[0], -1)
         class_term = _project(x, labels, self.num_classes, dcgan_kernel_init)
@@ -229,6 +242,7 @@ def make_models(
     num_classes: int | None = None,
     bn_groups: int = 1,
     dtype: str | None = None,
+    extra_layers: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Builds a (generator, discriminator) pair by name.
 
@@ -250,6 +264,10 @@ def make_models(
         (float32, or float64 in the parity suite), `"bfloat16"` for mixed precision, where the
         parameters, BatchNorm's statistics, G's output activation and D's logits (so the loss
         and Adam) stay float32.
+      extra_layers: `dcgan` only: blocks of a 3x3 convolution (stride 1, padding 1, no bias),
+        BatchNorm and the network's activation added to both networks at 7x7, in G after its
+        first block and in D before its last layer. 0 is the PyTorch DCGAN example's pair,
+        scaled to 28x28; the DCGAN recipe uses 1 (docs/dcgan.md).
 
     Returns:
       `(generator, discriminator)`, flax modules called as `G(z[, labels], train=...)` and
@@ -261,8 +279,14 @@ def make_models(
         raise ValueError(f"bn_epsilon must be positive, got {bn_epsilon}")
     if dtype is not None and dtype not in COMPUTE_DTYPES:
         raise ValueError(f"dtype must be None or one of {list(COMPUTE_DTYPES)}, got {dtype!r}")
+    if extra_layers < 0 or (extra_layers and name != "dcgan"):
+        raise ValueError(
+            f"extra_layers must be 0, or a positive count for the dcgan, got {extra_layers} "
+            f"for {name!r}"
+        )
     bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "bn_groups": bn_groups}
     common = {"num_classes": num_classes, "dtype": dtype}
+    extra = {"extra_layers": extra_layers}
     if name == "mlp":
         return (
             MLPGenerator(latent_dim, output=output, **common, **bn),
@@ -270,7 +294,7 @@ def make_models(
         )
     if name == "dcgan":
         return (
-            DCGANGenerator(latent_dim, features, output=output, **common, **bn),
-            DCGANDiscriminator(features, **common, **bn),
+            DCGANGenerator(latent_dim, features, output=output, **common, **bn, **extra),
+            DCGANDiscriminator(features, **common, **bn, **extra),
         )
     raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)}")

@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="real images (and noise) per step")
     p.add_argument("--features", type=int, default=64, help="the DCGAN's base width")
     p.add_argument(
+        "--extra-layers",
+        type=int,
+        default=0,
+        help="the DCGAN's 3x3 blocks at 7x7 in each network (jaxgan-train --extra-layers)",
+    )
+    p.add_argument(
         "--conditional",
         action="store_true",
         help="the class-conditional models, on MNIST's labels and a seeded draw for G",
@@ -99,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.num_classes = NUM_CLASSES if args.conditional else None
     if args.steps < 1 or args.batch_size < 2:
         raise SystemExit("--steps must be >= 1 and --batch-size >= 2 (BatchNorm needs two)")
+    if args.extra_layers < 0:
+        raise SystemExit("--extra-layers must be >= 0")
     return args
 
 
@@ -147,6 +155,7 @@ def _run_all(args: argparse.Namespace, real, noise) -> list[compare.Row]:
             real,
             noise,
             features=args.features,
+            extra_layers=args.extra_layers if model == "dcgan" else 0,
             num_classes=args.num_classes,
             bn_epsilon=args.bn_epsilon,
             seed=args.seed,
@@ -215,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps,
             "batch_size": args.batch_size,
             "features": args.features,
+            "extra_layers": args.extra_layers,
             "num_classes": args.num_classes,
             "bn_epsilon": args.bn_epsilon,
             "seed": args.seed,

@@ -247,6 +247,7 @@ def _run(
     noise: Batches,
     *,
     features: int = 64,
+    extra_layers: int = 0,
     num_classes: int | None = None,
     bn_epsilon: float = BN_EPSILON,
     seed: int = 0,
@@ -260,6 +261,7 @@ def _run(
 
     Args (after `pairs`, `model`, `real` and `noise`, as `run` takes them):
       features: the DCGAN's base width.
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 in each network (`jaxgan.make_models`).
       num_classes: `None` for the plain models; the class count of the conditional ones.
       bn_epsilon: every BatchNorm's epsilon, both sides (PyTorch-GAN's MLP runs with 0.8).
       seed: seeds jaxgan's initial float32 weights, which both sides start from.
@@ -279,8 +281,13 @@ def _run(
         raise ValueError("real and noise carry labels exactly when num_classes is given")
     ref_real, ref_noise = reference_inputs or (real, noise)
     G, D = jaxgan.make_models(
-        model, features=features, num_classes=num_classes, bn_epsilon=bn_epsilon
+        model,
+        features=features,
+        extra_layers=extra_layers,
+        num_classes=num_classes,
+        bn_epsilon=bn_epsilon,
     )
+    layout = {"conditional": conditional, "extra_layers": extra_layers}
     tx = jaxgan.adam()
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.default_device(jdev))
@@ -292,10 +299,12 @@ def _run(
         ref_epsilon = bn_epsilon if reference_epsilon is None else reference_epsilon
         references = []
         for _, ref_strategy in pairs:
-            ref_models = reference.make_models(model, features, num_classes, ref_epsilon)
+            ref_models = reference.make_models(
+                model, features, num_classes, ref_epsilon, extra_layers
+            )
             tG, tD = (m.to(tdev, tdtype) for m in ref_models)
             oG, oD = reference.make_optimizer(tG), reference.make_optimizer(tD)
-            convert.load_into_torch(model, state, tG, tD, oG, oD, conditional=conditional)
+            convert.load_into_torch(model, state, tG, tD, oG, oD, **layout)
             references.append((reference.STRATEGIES[ref_strategy], tG, tD, oG, oD))
         steps = [jaxgan.make_train_step(strategy, G, D, tx, tx) for strategy, _ in pairs]
         step_all = jax.jit(
@@ -315,9 +324,7 @@ def _run(
                 pairs, results, references, rows, strict=True
             ):
                 g_loss, d_loss = ref_step(tG, tD, oG, oD, *ref_inputs)
-                ref_state = convert.from_torch(
-                    model, tG, tD, oG, oD, i + 1, conditional=conditional
-                )
+                ref_state = convert.from_torch(model, tG, tD, oG, oD, i + 1, **layout)
                 losses = g_loss.item(), d_loss.item()
                 diffs, where = state_diffs(new_state, metrics, ref_state, losses)
                 out.append(Row(strategy, model, i + 1, diffs, where))

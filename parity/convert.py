@@ -10,6 +10,7 @@ flax -> PyTorch -> flax returns identical bits. The layouts, per layer kind:
   `[c_in, c_out, ky, kx]`.
 - `DownConv` (`Conv2d(c_in, c_out, 4, 2, 1)`): kernel `[ky, kx, c_in, c_out]` = weight
   `[c_out, c_in, ky, kx]`, as flax's `nn.Conv` stores it.
+- `SameConv` (`Conv2d(c_in, c_out, 3, 1, 1)`, the DCGAN's `extra_layers`): as `DownConv`.
 - `nn.Dense` as the DCGAN's last layer (`Conv2d(c, o, 7)` on a 7x7 input): kernel
   `[(h, w, c), o]` = weight `[o, c, h, w]` with its axes ordered `(h, w, c, o)`.
 - `BatchNorm` (`BatchNorm1d`/`2d`): params scale, bias = weight, bias; batch_stats mean, var =
@@ -143,43 +144,78 @@ MLP_G: Layout = (
     ("Dense_4", "model.11", LINEAR),
 )
 MLP_D_HIDDEN: Layout = (("Dense_0", "model.0", LINEAR), ("Dense_1", "model.2", LINEAR))
-DCGAN_G: Layout = (
-    ("Dense_0", "main.0", LATENT),
-    ("BatchNorm_0", "main.1", BATCHNORM),
-    ("UpConv_0", "main.3", CONV_T),
-    ("BatchNorm_1", "main.4", BATCHNORM),
-    ("UpConv_1", "main.6", CONV_T),
-)
-DCGAN_D_HIDDEN: Layout = (
-    ("DownConv_0", "main.0", CONV),
-    ("DownConv_1", "main.2", CONV),
-    ("BatchNorm_0", "main.3", BATCHNORM),
-)
+
+
+def _dcgan_blocks(extra_layers: int, first: int) -> Layout:
+    """The DCGAN's `extra_layers` 3x3 blocks: flax's `SameConv_i` and `BatchNorm_{i+1}` (the
+    network's first BatchNorm precedes them), PyTorch's `main.{first + 3i}` and the next."""
+    return tuple(
+        entry
+        for i in range(extra_layers)
+        for entry in (
+            (f"SameConv_{i}", f"main.{first + 3 * i}", CONV),
+            (f"BatchNorm_{i + 1}", f"main.{first + 3 * i + 1}", BATCHNORM),
+        )
+    )
+
+
+def _dcgan_g(extra_layers: int) -> Layout:
+    k = 3 * extra_layers  # PyTorch modules the blocks add to `main`, each conv, BatchNorm, ReLU
+    return (
+        ("Dense_0", "main.0", LATENT),
+        ("BatchNorm_0", "main.1", BATCHNORM),
+        *_dcgan_blocks(extra_layers, 3),
+        ("UpConv_0", f"main.{3 + k}", CONV_T),
+        (f"BatchNorm_{1 + extra_layers}", f"main.{4 + k}", BATCHNORM),
+        ("UpConv_1", f"main.{6 + k}", CONV_T),
+    )
+
+
+def _dcgan_d_hidden(extra_layers: int) -> Layout:
+    return (
+        ("DownConv_0", "main.0", CONV),
+        ("DownConv_1", "main.2", CONV),
+        ("BatchNorm_0", "main.3", BATCHNORM),
+        *_dcgan_blocks(extra_layers, 5),
+    )
+
+
 LABEL_EMBEDDING: Layout = (("Embed_0", "label_emb", EMBEDDING),)
-LAYERS: dict[tuple[str, str, bool], Layout] = {
-    ("mlp", "G", False): MLP_G,
-    ("mlp", "D", False): (*MLP_D_HIDDEN, ("Dense_2", "model.4", LINEAR)),
-    ("dcgan", "G", False): DCGAN_G,
-    ("dcgan", "D", False): (*DCGAN_D_HIDDEN, ("Dense_0", "main.5", FLAT_CONV)),
-    ("mlp", "G", True): (*LABEL_EMBEDDING, *MLP_G),
-    ("mlp", "D", True): (
+MLP_LAYERS: dict[tuple[str, bool], Layout] = {
+    ("G", False): MLP_G,
+    ("D", False): (*MLP_D_HIDDEN, ("Dense_2", "model.4", LINEAR)),
+    ("G", True): (*LABEL_EMBEDDING, *MLP_G),
+    ("D", True): (
         *MLP_D_HIDDEN,
         ("projection", "projection", EMBEDDING),
         ("Dense_2", "adv_layer", LINEAR),
     ),
-    ("dcgan", "G", True): (*LABEL_EMBEDDING, *DCGAN_G),
-    ("dcgan", "D", True): (
-        *DCGAN_D_HIDDEN,
-        ("projection", "projection", FLAT_FEATURES_EMBEDDING),
-        ("Dense_0", "adv_layer", FLAT_CONV),
-    ),
 }
 
 
-def _layers(model: str, net: str, conditional: bool) -> Layout:
-    if (model, net, conditional) not in LAYERS:
+def _dcgan_layers(net: str, conditional: bool, extra_layers: int) -> Layout:
+    if net == "G":
+        return (
+            (*LABEL_EMBEDDING, *_dcgan_g(extra_layers)) if conditional else _dcgan_g(extra_layers)
+        )
+    hidden = _dcgan_d_hidden(extra_layers)
+    if conditional:
+        return (
+            *hidden,
+            ("projection", "projection", FLAT_FEATURES_EMBEDDING),
+            ("Dense_0", "adv_layer", FLAT_CONV),
+        )
+    return (*hidden, ("Dense_0", f"main.{5 + 3 * extra_layers}", FLAT_CONV))
+
+
+def _layers(model: str, net: str, conditional: bool, extra_layers: int = 0) -> Layout:
+    if net not in ("G", "D") or model not in ("mlp", "dcgan"):
         raise ValueError(f"no layout for model {model!r}, network {net!r}")
-    return LAYERS[(model, net, conditional)]
+    if extra_layers and model != "dcgan":
+        raise ValueError("extra_layers are the DCGAN's")
+    if model == "mlp":
+        return MLP_LAYERS[(net, conditional)]
+    return _dcgan_layers(net, conditional, extra_layers)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -199,6 +235,7 @@ def to_state_dict(
     module: torch.nn.Module,
     *,
     conditional: bool = False,
+    extra_layers: int = 0,
 ) -> dict[str, torch.Tensor]:
     """A flax network's variables as the `state_dict` of its PyTorch reference.
 
@@ -210,12 +247,13 @@ def to_state_dict(
       module: the PyTorch reference network; supplies shapes, dtype, device and the
         `num_batches_tracked` counters, which are kept.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
 
     Returns:
       A state dict for `module.load_state_dict(..., strict=True)`.
     """
     state = module.state_dict()
-    layers = _layers(model, net, conditional)
+    layers = _layers(model, net, conditional, extra_layers)
     variables = {"params": params, "batch_stats": batch_stats}
     _check_layout(model, net, layers, variables, state)
     out = {name: t.clone() for name, t in state.items() if name.endswith("num_batches_tracked")}
@@ -253,7 +291,12 @@ def _check_layout(model: str, net: str, layers: Layout, variables=None, state_di
 
 
 def from_state_dict(
-    model: str, net: str, state_dict: dict[str, torch.Tensor], *, conditional: bool = False
+    model: str,
+    net: str,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    conditional: bool = False,
+    extra_layers: int = 0,
 ) -> tuple[Params, BatchStats]:
     """The flax `(params, batch_stats)` of a PyTorch reference network's `state_dict`.
 
@@ -262,12 +305,13 @@ def from_state_dict(
       net: `"G"` or `"D"`.
       state_dict: the reference network's `state_dict()`.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
 
     Returns:
       `(params, batch_stats)` as nested dicts of numpy arrays, `batch_stats` `{}` without
       BatchNorm; `num_batches_tracked` is dropped (see the module docstring).
     """
-    layers = _layers(model, net, conditional)
+    layers = _layers(model, net, conditional, extra_layers)
     _check_layout(model, net, layers, state_dict=state_dict)
     variables: dict[str, dict] = {"params": {}, "batch_stats": {}}
     for flax_module, prefix, leaves in layers:
@@ -278,9 +322,9 @@ def from_state_dict(
     return variables["params"], variables["batch_stats"]
 
 
-def _parameter_leaves(model: str, net: str, conditional: bool):
+def _parameter_leaves(model: str, net: str, conditional: bool, extra_layers: int):
     """`(flax module, flax leaf name, PyTorch parameter name, leaf)` for each parameter."""
-    for flax_module, prefix, leaves in _layers(model, net, conditional):
+    for flax_module, prefix, leaves in _layers(model, net, conditional, extra_layers):
         for leaf in leaves:
             if leaf.collection == "params":
                 yield flax_module, leaf.flax_name, f"{prefix}.{leaf.torch_name}", leaf
@@ -302,6 +346,7 @@ def to_adam_state_dict(
     optimizer: torch.optim.Adam,
     *,
     conditional: bool = False,
+    extra_layers: int = 0,
 ) -> dict:
     """optax's Adam state as the `state_dict` of a `torch.optim.Adam` over the reference network.
 
@@ -312,6 +357,7 @@ def to_adam_state_dict(
       module: the reference network.
       optimizer: `torch.optim.Adam(module.parameters(), ...)`; supplies the hyperparameters.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
 
     Returns:
       A state dict for `optimizer.load_state_dict`: `step` from `count`, `exp_avg` from `mu`,
@@ -321,7 +367,9 @@ def to_adam_state_dict(
     numbers = _parameter_numbers(module, optimizer)
     params = dict(module.named_parameters())
     state = {}
-    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net, conditional):
+    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(
+        model, net, conditional, extra_layers
+    ):
         param, shape = params[torch_name], tuple(params[torch_name].shape)
 
         def moment(tree, param=param, shape=shape, leaf=leaf, key=(flax_module, flax_name)):
@@ -343,6 +391,7 @@ def from_adam_state_dict(
     optimizer: torch.optim.Adam,
     *,
     conditional: bool = False,
+    extra_layers: int = 0,
 ) -> optax.OptState:
     """A `torch.optim.Adam`'s state as the state of `jaxgan.adam()`.
 
@@ -352,6 +401,7 @@ def from_adam_state_dict(
       module: the reference network the optimizer updates.
       optimizer: `torch.optim.Adam(module.parameters(), ...)`, stepped or not.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
 
     Returns:
       `(ScaleByAdamState(count, mu, nu), EmptyState())` with numpy leaves; zeros and count 0 for
@@ -363,7 +413,9 @@ def from_adam_state_dict(
     mu: dict[str, dict] = {}
     nu: dict[str, dict] = {}
     steps = set()
-    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(model, net, conditional):
+    for flax_module, flax_name, torch_name, leaf in _parameter_leaves(
+        model, net, conditional, extra_layers
+    ):
         entry = saved.get(numbers[torch_name])
         if entry is None:
             zeros = torch.zeros_like(params[torch_name])
@@ -387,6 +439,7 @@ def load_into_torch(
     optimizer_D: torch.optim.Adam,
     *,
     conditional: bool = False,
+    extra_layers: int = 0,
 ) -> None:
     """Copies a jaxgan `GANState` into the reference networks and their optimizers, exactly.
 
@@ -398,14 +451,25 @@ def load_into_torch(
       optimizer_G: `torch.optim.Adam` over `G.parameters()`; its state is replaced.
       optimizer_D: `torch.optim.Adam` over `D.parameters()`; its state is replaced.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
     """
     for net, module, optimizer, params, stats, opt_state in (
         ("G", G, optimizer_G, state.g_params, state.g_batch_stats, state.g_opt_state),
         ("D", D, optimizer_D, state.d_params, state.d_batch_stats, state.d_opt_state),
     ):
-        state_dict = to_state_dict(model, net, params, stats, module, conditional=conditional)
+        state_dict = to_state_dict(
+            model, net, params, stats, module, conditional=conditional, extra_layers=extra_layers
+        )
         module.load_state_dict(state_dict)
-        adam = to_adam_state_dict(model, net, opt_state, module, optimizer, conditional=conditional)
+        adam = to_adam_state_dict(
+            model,
+            net,
+            opt_state,
+            module,
+            optimizer,
+            conditional=conditional,
+            extra_layers=extra_layers,
+        )
         optimizer.load_state_dict(adam)
 
 
@@ -418,6 +482,7 @@ def from_torch(
     step: int,
     *,
     conditional: bool = False,
+    extra_layers: int = 0,
 ) -> GANState:
     """The jaxgan `GANState` that holds the reference networks' weights and optimizer states.
 
@@ -429,16 +494,25 @@ def from_torch(
       optimizer_D: its `torch.optim.Adam`.
       step: the number of completed training steps, for `GANState.step`.
       conditional: whether the networks are the class-conditional ones (`num_classes`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
 
     Returns:
       A `GANState` of numpy arrays (`jax.device_put` it to compute with it), in the dtype
       PyTorch holds (float32, or float64 for a `.double()` reference); the step and Adam count
       are int32.
     """
-    g_params, g_stats = from_state_dict(model, "G", G.state_dict(), conditional=conditional)
-    d_params, d_stats = from_state_dict(model, "D", D.state_dict(), conditional=conditional)
-    g_opt = from_adam_state_dict(model, "G", G, optimizer_G, conditional=conditional)
-    d_opt = from_adam_state_dict(model, "D", D, optimizer_D, conditional=conditional)
+    g_params, g_stats = from_state_dict(
+        model, "G", G.state_dict(), conditional=conditional, extra_layers=extra_layers
+    )
+    d_params, d_stats = from_state_dict(
+        model, "D", D.state_dict(), conditional=conditional, extra_layers=extra_layers
+    )
+    g_opt = from_adam_state_dict(
+        model, "G", G, optimizer_G, conditional=conditional, extra_layers=extra_layers
+    )
+    d_opt = from_adam_state_dict(
+        model, "D", D, optimizer_D, conditional=conditional, extra_layers=extra_layers
+    )
     return GANState(
         step=np.asarray(step, np.int32),
         g_params=g_params,

@@ -78,16 +78,31 @@ class MLPDiscriminator(nn.Module):
         return self.model(img.view(img.size(0), -1))
 
 
-class DCGANGenerator(nn.Module):
-    """The PyTorch DCGAN example's generator, scaled to 28x28: 1x1 -> 7x7 -> 14x14 -> 28x28."""
+def _blocks_3x3(channels: int, bn_eps: float, count: int, activation: nn.Module) -> list:
+    """`count` blocks of `Conv2d(channels, channels, 3, 1, 1)`, BatchNorm and the activation:
+    the DCGAN's `extra_layers` (`jaxgan.make_models`)."""
+    block = [nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels, bn_eps)]
+    return [m for _ in range(count) for m in (*block, activation)]
 
-    def __init__(self, latent_dim: int = LATENT_DIM, features: int = 64, bn_eps: float = 1e-5):
+
+class DCGANGenerator(nn.Module):
+    """The PyTorch DCGAN example's generator, scaled to 28x28: 1x1 -> 7x7 -> 14x14 -> 28x28,
+    with `extra_layers` 3x3 blocks at 7x7."""
+
+    def __init__(
+        self,
+        latent_dim: int = LATENT_DIM,
+        features: int = 64,
+        bn_eps: float = 1e-5,
+        extra_layers: int = 0,
+    ):
         super().__init__()
         f = features
         self.main = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 2 * f, 7, 1, 0, bias=False),
             nn.BatchNorm2d(2 * f, bn_eps),
             nn.ReLU(True),
+            *_blocks_3x3(2 * f, bn_eps, extra_layers, nn.ReLU(True)),
             nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False),
             nn.BatchNorm2d(f, bn_eps),
             nn.ReLU(True),
@@ -99,19 +114,27 @@ class DCGANGenerator(nn.Module):
         return self.main(z.view(z.size(0), z.size(1), 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
-    """The PyTorch DCGAN example's discriminator, scaled to 28x28: 28 -> 14 -> 7 -> 1."""
+def _dcgan_d_hidden(features: int, bn_eps: float, extra_layers: int) -> list:
+    f = features
+    return [
+        nn.Conv2d(1, f, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(2 * f, bn_eps),
+        nn.LeakyReLU(0.2, inplace=True),
+        *_blocks_3x3(2 * f, bn_eps, extra_layers, nn.LeakyReLU(0.2, inplace=True)),
+    ]
 
-    def __init__(self, features: int = 64, bn_eps: float = 1e-5):
+
+class DCGANDiscriminator(nn.Module):
+    """The PyTorch DCGAN example's discriminator, scaled to 28x28: 28 -> 14 -> 7 -> 1, with
+    `extra_layers` 3x3 blocks at 7x7."""
+
+    def __init__(self, features: int = 64, bn_eps: float = 1e-5, extra_layers: int = 0):
         super().__init__()
-        f = features
         self.main = nn.Sequential(
-            nn.Conv2d(1, f, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * f, bn_eps),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(2 * f, 1, 7, 1, 0, bias=False),
+            *_dcgan_d_hidden(features, bn_eps, extra_layers),
+            nn.Conv2d(2 * features, 1, 7, 1, 0, bias=False),
             nn.Sigmoid(),
         )
 
@@ -156,9 +179,14 @@ class ConditionalDCGANGenerator(DCGANGenerator):
     """The DCGAN generator on the label's embedding concatenated to the noise (as `cgan.py`)."""
 
     def __init__(
-        self, n_classes: int, latent_dim: int = LATENT_DIM, features: int = 64, bn_eps: float = 1e-5
+        self,
+        n_classes: int,
+        latent_dim: int = LATENT_DIM,
+        features: int = 64,
+        bn_eps: float = 1e-5,
+        extra_layers: int = 0,
     ):
-        super().__init__(latent_dim + n_classes, features, bn_eps)
+        super().__init__(latent_dim + n_classes, features, bn_eps, extra_layers)
         self.label_emb = nn.Embedding(n_classes, n_classes)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -170,16 +198,12 @@ class ConditionalDCGANDiscriminator(nn.Module):
     """The DCGAN discriminator as a projection discriminator: its last 7x7 convolution plus
     `(embed(labels) * h).sum(1)` on the flattened `2f x 7 x 7` features `h`, then the sigmoid."""
 
-    def __init__(self, n_classes: int, features: int = 64, bn_eps: float = 1e-5):
+    def __init__(
+        self, n_classes: int, features: int = 64, bn_eps: float = 1e-5, extra_layers: int = 0
+    ):
         super().__init__()
         f = features
-        self.main = nn.Sequential(
-            nn.Conv2d(1, f, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * f, bn_eps),
-            nn.LeakyReLU(0.2, inplace=True),
-        )
+        self.main = nn.Sequential(*_dcgan_d_hidden(f, bn_eps, extra_layers))
         self.projection = nn.Embedding(n_classes, 2 * f * 7 * 7)
         self.adv_layer = nn.Conv2d(2 * f, 1, 7, 1, 0, bias=False)
 
@@ -190,7 +214,11 @@ class ConditionalDCGANDiscriminator(nn.Module):
 
 
 def make_models(
-    name: str, features: int = 64, num_classes: int | None = None, bn_epsilon: float = 1e-5
+    name: str,
+    features: int = 64,
+    num_classes: int | None = None,
+    bn_epsilon: float = 1e-5,
+    extra_layers: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """The PyTorch `(generator, discriminator)` of `jaxgan.make_models(name)`, in training mode.
 
@@ -200,23 +228,29 @@ def make_models(
       num_classes: `None` for the plain models; a class count for the conditional ones, called
         as `G(z, labels)` and `D(img, labels)`.
       bn_epsilon: every BatchNorm's `eps` (0.8 is PyTorch-GAN's MLP, see `MLPGenerator`).
+      extra_layers: the DCGAN's 3x3 blocks at 7x7 in each network (`jaxgan.make_models`).
 
     Returns:
       Freshly initialized modules; `parity.convert` loads jaxgan's weights into them.
     """
     if name not in ("mlp", "dcgan"):
         raise ValueError(f"unknown model {name!r}; choose 'mlp' or 'dcgan'")
-    eps = bn_epsilon
+    if extra_layers and name != "dcgan":
+        raise ValueError("extra_layers are the DCGAN's")
+    eps, extra = bn_epsilon, extra_layers
     if num_classes is None:
         if name == "mlp":
             return MLPGenerator(bn_eps=eps), MLPDiscriminator()
-        return DCGANGenerator(features=features, bn_eps=eps), DCGANDiscriminator(features, eps)
+        return (
+            DCGANGenerator(features=features, bn_eps=eps, extra_layers=extra),
+            DCGANDiscriminator(features, eps, extra),
+        )
     if name == "mlp":
         G = ConditionalMLPGenerator(num_classes, bn_eps=eps)
         return G, ConditionalMLPDiscriminator(num_classes)
     return (
-        ConditionalDCGANGenerator(num_classes, features=features, bn_eps=eps),
-        ConditionalDCGANDiscriminator(num_classes, features, eps),
+        ConditionalDCGANGenerator(num_classes, features=features, bn_eps=eps, extra_layers=extra),
+        ConditionalDCGANDiscriminator(num_classes, features, eps, extra),
     )
 
 

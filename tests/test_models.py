@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgan.layers import BatchNorm, DownConv, UpConv, dcgan_kernel_init
+from jaxgan.layers import BatchNorm, DownConv, SameConv, UpConv, dcgan_kernel_init
 from jaxgan.models import MODELS, make_models
 
 # Each output below is a sum of at most a few hundred products, or a mean and variance of at
@@ -194,6 +194,40 @@ def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out, float64):
     )
     assert y.shape == (3, size // 2, size // 2, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.parametrize(("size", "c_in", "c_out"), [(7, 12, 12), (7, 3, 5), (4, 1, 2)])
+def test_sameconv_is_torch_conv_3_1_1(size, c_in, c_out, float64):
+    x = normal64(0, (3, size, size, c_in))
+    layer = SameConv(c_out)
+    kernel = _kernel(layer, 1, x)
+    y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
+    ref = torch.nn.functional.conv2d(
+        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=1, padding=1
+    )
+    assert y.shape == (3, size, size, c_out)
+    assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+def test_dcgan_extra_layers_add_3x3_blocks_at_7x7_to_both_networks(conditional):
+    num_classes = 10 if conditional else None
+    z, images = jnp.zeros((2, 100)), jnp.zeros((2, 28, 28, 1))
+    labels = (jnp.zeros(2, jnp.int32),) if conditional else ()
+    counts = []
+    for extra in (0, 2):
+        G, D = make_models("dcgan", features=8, num_classes=num_classes, extra_layers=extra)
+        g_vars = jax.eval_shape(lambda G=G: G.init(jax.random.key(0), z, *labels, train=False))
+        d_vars = jax.eval_shape(lambda D=D: D.init(jax.random.key(1), images, *labels, train=False))
+        counts.append((_count(g_vars), _count(d_vars)))
+    # Each block: a 3x3 convolution 16 -> 16 channels (no bias) and a BatchNorm of 16 features
+    # (scale, bias, running mean and variance).
+    block = 3 * 3 * 16 * 16 + 4 * 16
+    assert counts[1] == (counts[0][0] + 2 * block, counts[0][1] + 2 * block)
+    with pytest.raises(ValueError, match="extra_layers"):
+        make_models("mlp", extra_layers=1)
+    with pytest.raises(ValueError, match="extra_layers"):
+        make_models("dcgan", extra_layers=-1)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -110,6 +110,34 @@ def test_pytorch_gans_batchnorm_epsilon_of_0_8_matches_too(strategy, batches, ga
         assert any(r.failures() for r in wrong)
 
 
+EXTRA_LAYERS_STRATEGIES = ["two_pass", "d_first"]  # G twice; D twice
+
+
+@pytest.fixture(scope="module")
+def dcgan_extra_layers(batches, conditional_batches):
+    """The DCGAN with one 3x3 block at 7x7 in each network (docs/dcgan.md's recipe), plain and
+    conditional: `{conditional: {strategy: rows}}`."""
+    plain = {"features": FEATURES, "extra_layers": 1}
+    conditional = {**plain, "num_classes": NUM_CLASSES}
+    return {
+        False: compare.run_strategies(EXTRA_LAYERS_STRATEGIES, "dcgan", *batches, **plain),
+        True: compare.run_strategies(
+            EXTRA_LAYERS_STRATEGIES, "dcgan", *conditional_batches, **conditional
+        ),
+    }
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+@pytest.mark.parametrize("strategy", EXTRA_LAYERS_STRATEGIES)
+def test_the_dcgan_with_extra_layers_computes_what_the_pytorch_code_computes(
+    strategy, conditional, dcgan_extra_layers
+):
+    rows = dcgan_extra_layers[conditional][strategy]
+    assert len(rows) == STEPS
+    failures = [f"step {r.step}: {f}" for r in rows for f in r.failures()]
+    assert not failures, failures
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("model", MODELS)
 def test_the_conditional_models_compute_what_the_pytorch_code_computes(

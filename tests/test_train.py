@@ -198,6 +198,8 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_last_good_checkpoint
         (["--batch-size", "700"], "batch_size 700 is larger than the training set (640 examples)"),
         (["--lr", "0"], "g_lr must be positive"),
         (["--beta1", "1.5"], "beta1 must be in [0, 1)"),
+        (["--extra-layers", "1"], "extra_layers must be 0, or a positive count with --model dcgan"),
+        (["--model", "dcgan", "--extra-layers", "-1"], "got -1 for 'dcgan'"),
     ],
 )
 def test_settings_that_make_no_sense_fail_before_training(mnist_dir, tmp_path, capsys, args,

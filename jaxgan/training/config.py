@@ -109,6 +109,10 @@ class TrainConfig:
     )  # fmt: skip
     latent_dim: int = setting(100, "size of the noise vector")
     features: int = setting(64, "the DCGAN's base width (the MLP ignores it)")
+    extra_layers: int = setting(
+        0, "3x3 convolution blocks the DCGAN adds at 7x7 to G and to D (0: the PyTorch DCGAN "
+        "example's networks; docs/dcgan.md's recipe: 1)",
+    )  # fmt: skip
     seed: int = setting(0, "decides initialization, data order and noise")
     log_every: int = setting(
         100, "steps per device dispatch; the host syncs and logs only here", resumable=True
@@ -157,6 +161,11 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.extra_layers < 0 or (self.extra_layers and self.model != "dcgan"):
+            raise ConfigError(
+                f"extra_layers must be 0, or a positive count with --model dcgan, got "
+                f"{self.extra_layers} for {self.model!r}"
+            )
         if self.train_examples is not None and self.train_examples <= 0:
             raise ConfigError(f"train_examples must be positive, got {self.train_examples}")
         if self.score_samples < 0 or self.score_samples == 1:

@@ -50,6 +50,7 @@ class Run:
             output=OUTPUTS[config.pixel_range],
             bn_epsilon=config.bn_epsilon,
             features=config.features,
+            extra_layers=config.extra_layers,
             num_classes=config.num_classes,
             bn_groups=num_devices if config.bn_stats == "per_device" else 1,
             dtype=None if config.dtype == "float32" else config.dtype,  # float32: the params'

@@ -12,12 +12,17 @@
 the discriminator's base widths set apart, which `TrainConfig` does not offer, with
 `--no-d-batchnorm` a discriminator without its BatchNorm, and with `--r1 GAMMA` (which needs
 `--no-d-batchnorm`) the R1 gradient penalty on D (Mescheder et al., 2018): D's loss gains
-`GAMMA / 2 * mean_i |grad_x D(x_i)|^2` over the real batch. Both run the
+`GAMMA / 2 * mean_i |grad_x D(x_i)|^2` over the real batch; `--g-extra-layers N` and
+`--d-extra-layers N` add N 3x3 blocks at 7x7 to either network (what `make_models`'
+`extra_layers` adds to both), and
+`--ema DECAY` also scores the exponential moving average of G's weights. Both run the
 training loop's hot path (`HotLoop`, the run's data order and noise) and after every epoch
 score the same 5,000 samples (noise from key 123, generator in evaluation mode) with the MNIST
 classifier: the classifier score, the classes covered, the Fréchet distance of the classifier's
-features to the first 5,000 test images, and the mean entropy of the classifier's answer per
-sample. One JSON line per epoch goes to `--out` and to stdout.
+features to the first 5,000 test images, the mean entropy of the classifier's answer per
+sample, the share of samples whose top class is under 0.9 (`unsure`) and the share of those
+whose top two classes hold 95% (`unsure_two_classes`: between two digits). One JSON line per
+epoch goes to `--out` and to stdout.
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import make_models, make_train_step
+from jaxgan import make_train_step
 from jaxgan.eval import metrics
 from jaxgan.eval.classifier import load_classifier
-from jaxgan.layers import DownConv, dcgan_kernel_init
+from jaxgan.layers import DownConv, SameConv, dcgan_kernel_init
 from jaxgan.losses import get_loss
-from jaxgan.models import OUTPUTS, to_unit_range
+from jaxgan.models import OUTPUTS, DCGANDiscriminator, DCGANGenerator, to_unit_range
 from jaxgan.sampling import generate
 from jaxgan.state import GANState
 from jaxgan.strategies import Nets, StepFn
@@ -51,15 +56,18 @@ PROBE_NOISE_SEED = 123
 
 
 class DiscriminatorWithoutBatchNorm(nn.Module):
-    """The DCGAN's discriminator without the BatchNorm after its second convolution (as the
-    discriminators of WGAN-GP and SNGAN go without): `28x28x1 -> 14x14xf -> 7x7x2f -> 1`."""
+    """The DCGAN's discriminator without its BatchNorms (as the discriminators of WGAN-GP and
+    SNGAN go without): `28x28x1 -> 14x14xf -> 7x7x2f -> extra_layers x 7x7x2f -> 1`."""
 
     features: int
+    extra_layers: int = 0
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
         x = nn.leaky_relu(DownConv(self.features)(images), 0.2)
         x = nn.leaky_relu(DownConv(2 * self.features)(x), 0.2)
+        for _ in range(self.extra_layers):
+            x = nn.leaky_relu(SameConv(2 * self.features)(x), 0.2)
         dense = nn.Dense(1, use_bias=False, kernel_init=dcgan_kernel_init)
         return dense(x.reshape(x.shape[0], -1))[:, 0]
 
@@ -125,28 +133,49 @@ class EpochScorer:
         images = to_unit_range(self.generate(state, self.noise), self.pixel_range)
         features, probs = metrics.features(np.clip(np.asarray(images), 0, 1), self.classifier)
         entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        unsure = top2[:, 1] < 0.9
         return {
             "score": metrics.classifier_score(probs)[0],
             "classes": int(metrics.class_coverage(probs).num_covered),
             "fd": metrics.frechet_distance(features, self.real_features),
             "sample_entropy": float(entropy.mean()),
+            # Samples the classifier is unsure of (top class under 0.9), and the share of
+            # those whose top two classes hold 95% of the probability: between two digits.
+            "unsure": float(unsure.mean()),
+            "unsure_two_classes": float((top2.sum(1)[unsure] > 0.95).mean()),
         }
 
 
+@jax.jit
+def _ema_update(average, current, weight):
+    return jax.tree.map(lambda a, c: weight * a + (1 - weight) * c, average, current)
+
+
 def train_epochs(run: Run, state: GANState, first: int, epochs: int, dataset: Dataset,
-                 scorer: EpochScorer, out: Path, tags: dict) -> None:  # fmt: skip
-    """Epochs `first + 1 .. first + epochs` of `run` from `state`, scored after each."""
+                 scorer: EpochScorer, out: Path, tags: dict,
+                 ema: float | None = None) -> None:  # fmt: skip
+    """Epochs `first + 1 .. first + epochs` of `run` from `state`, scored after each; with
+    `ema`, also the exponential moving average of G's parameters and BatchNorm statistics
+    (decay `ema` per step, folded in after every dispatch of `log_every` steps)."""
     hot = HotLoop(run, DataParallel.create(None), run_keys(run.config.seed), dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
+    average = jax.tree.map(jnp.copy, (state.g_params, state.g_batch_stats))
     for epoch in range(first, first + epochs):
         order, position, started = hot.order(epoch), 0, time.perf_counter()
         while position < hot.steps_per_epoch:
             length = min(run.config.log_every, hot.steps_per_epoch - position)
             state, _ = hot.dispatch(state, order, position, length)
+            if ema is not None:
+                current = (state.g_params, state.g_batch_stats)
+                average = _ema_update(average, current, ema**length)
             position += length
         jax.block_until_ready(state)
         seconds = round(time.perf_counter() - started)
         record = {**tags, "epoch": epoch + 1, "seconds": seconds, **scorer(state)}
+        if ema is not None:
+            averaged = state.replace(g_params=average[0], g_batch_stats=average[1])
+            record.update({f"ema_{k}": v for k, v in scorer(averaged).items()})
         print(json.dumps(record), flush=True)
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -182,11 +211,11 @@ def probe_continue(args: argparse.Namespace) -> None:
 def probe_widths(args: argparse.Namespace) -> None:
     config = TrainConfig(model="dcgan", pixel_range="symmetric", g_lr=2e-4, d_lr=2e-4)
     output = OUTPUTS[config.pixel_range]
-    G = make_models("dcgan", output=output, features=args.g_features)[0]
+    G = DCGANGenerator(features=args.g_features, output=output, extra_layers=args.g_extra_layers)
     if args.d_batchnorm:
-        D = make_models("dcgan", output=output, features=args.d_features)[1]
+        D = DCGANDiscriminator(features=args.d_features, extra_layers=args.d_extra_layers)
     else:
-        D = DiscriminatorWithoutBatchNorm(args.d_features)
+        D = DiscriminatorWithoutBatchNorm(args.d_features, args.d_extra_layers)
     g_tx, d_tx = Run.optimizers(config)
     if args.r1 is None:
         step = make_train_step(config.strategy, G, D, g_tx, d_tx, loss=config.loss)
@@ -201,7 +230,12 @@ def probe_widths(args: argparse.Namespace) -> None:
     if args.r1 is not None:
         tags["r1"] = args.r1
     dataset = load_idx_split(args.data_dir, "train")
-    train_epochs(run, state, 0, args.epochs, dataset, scorer, args.out, tags)
+    if args.ema is not None:
+        tags["ema"] = args.ema
+    for extra in ("g_extra_layers", "d_extra_layers"):
+        if getattr(args, extra):
+            tags[extra] = getattr(args, extra)
+    train_epochs(run, state, 0, args.epochs, dataset, scorer, args.out, tags, args.ema)
 
 
 def main() -> None:
@@ -217,6 +251,14 @@ def main() -> None:
     widths.add_argument("--d-features", type=int, required=True)
     widths.add_argument("--no-d-batchnorm", dest="d_batchnorm", action="store_false")
     widths.add_argument("--r1", type=float, default=None, help="R1 penalty weight (gamma)")
+    widths.add_argument("--g-extra-layers", type=int, default=0, help="G's 3x3 blocks at 7x7")
+    widths.add_argument("--d-extra-layers", type=int, default=0, help="D's 3x3 blocks at 7x7")
+    widths.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="also score the moving average of G with this decay per step",
+    )
     for probe in (cont, widths):
         probe.add_argument("--epochs", type=int, required=True)
         probe.add_argument("--data-dir", required=True)

@@ -267,7 +267,7 @@ def make_models(
       extra_layers: `dcgan` only: blocks of a 3x3 convolution (stride 1, padding 1, no bias),
         BatchNorm and the network's activation added to both networks at 7x7, in G after its
         first block and in D before its last layer. 0 is the PyTorch DCGAN example's pair,
-        scaled to 28x28; the DCGAN recipe uses 1 (docs/dcgan.md).
+        scaled to 28x28; the DCGAN recipe uses 3 (docs/dcgan.md).
 
     Returns:
       `(generator, discriminator)`, flax modules called as `G(z[, labels], train=...)` and

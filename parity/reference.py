@@ -78,11 +78,20 @@ class MLPDiscriminator(nn.Module):
         return self.model(img.view(img.size(0), -1))
 
 
-def _blocks_3x3(channels: int, bn_eps: float, count: int, activation: nn.Module) -> list:
-    """`count` blocks of `Conv2d(channels, channels, 3, 1, 1)`, BatchNorm and the activation:
-    the DCGAN's `extra_layers` (`jaxgan.make_models`)."""
-    block = [nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels, bn_eps)]
-    return [m for _ in range(count) for m in (*block, activation)]
+def _blocks_3x3(
+    channels: int, bn_eps: float, count: int, activation: Callable[[], nn.Module]
+) -> list[nn.Module]:
+    """`count` blocks of `Conv2d(channels, channels, 3, 1, 1)`, BatchNorm and a new
+    `activation()`: the DCGAN's `extra_layers` (`jaxgan.make_models`)."""
+    return [
+        module
+        for _ in range(count)
+        for module in (
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels, bn_eps),
+            activation(),
+        )
+    ]
 
 
 class DCGANGenerator(nn.Module):
@@ -102,7 +111,7 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(latent_dim, 2 * f, 7, 1, 0, bias=False),
             nn.BatchNorm2d(2 * f, bn_eps),
             nn.ReLU(True),
-            *_blocks_3x3(2 * f, bn_eps, extra_layers, nn.ReLU(True)),
+            *_blocks_3x3(2 * f, bn_eps, extra_layers, lambda: nn.ReLU(True)),
             nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False),
             nn.BatchNorm2d(f, bn_eps),
             nn.ReLU(True),
@@ -122,7 +131,7 @@ def _dcgan_d_hidden(features: int, bn_eps: float, extra_layers: int) -> list:
         nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False),
         nn.BatchNorm2d(2 * f, bn_eps),
         nn.LeakyReLU(0.2, inplace=True),
-        *_blocks_3x3(2 * f, bn_eps, extra_layers, nn.LeakyReLU(0.2, inplace=True)),
+        *_blocks_3x3(2 * f, bn_eps, extra_layers, lambda: nn.LeakyReLU(0.2, inplace=True)),
     ]
 
 

@@ -115,9 +115,9 @@ EXTRA_LAYERS_STRATEGIES = ["two_pass", "d_first"]  # G twice; D twice
 
 @pytest.fixture(scope="module")
 def dcgan_extra_layers(batches, conditional_batches):
-    """The DCGAN with one 3x3 block at 7x7 in each network (docs/dcgan.md's recipe), plain and
-    conditional: `{conditional: {strategy: rows}}`."""
-    plain = {"features": FEATURES, "extra_layers": 1}
+    """The DCGAN with two 3x3 blocks at 7x7 in each network (docs/dcgan.md's recipe has three),
+    plain and conditional: `{conditional: {strategy: rows}}`."""
+    plain = {"features": FEATURES, "extra_layers": 2}
     conditional = {**plain, "num_classes": NUM_CLASSES}
     return {
         False: compare.run_strategies(EXTRA_LAYERS_STRATEGIES, "dcgan", *batches, **plain),

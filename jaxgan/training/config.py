@@ -111,7 +111,7 @@ class TrainConfig:
     features: int = setting(64, "the DCGAN's base width (the MLP ignores it)")
     extra_layers: int = setting(
         0, "3x3 convolution blocks the DCGAN adds at 7x7 to G and to D (0: the PyTorch DCGAN "
-        "example's networks; docs/dcgan.md's recipe: 1)",
+        "example's networks; docs/dcgan.md's recipe: 3)",
     )  # fmt: skip
     seed: int = setting(0, "decides initialization, data order and noise")
     log_every: int = setting(

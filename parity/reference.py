@@ -123,7 +123,7 @@ class DCGANGenerator(nn.Module):
         return self.main(z.view(z.size(0), z.size(1), 1, 1))
 
 
-def _dcgan_d_hidden(features: int, bn_eps: float, extra_layers: int) -> list:
+def _dcgan_d_hidden(features: int, bn_eps: float, extra_layers: int) -> list[nn.Module]:
     f = features
     return [
         nn.Conv2d(1, f, 4, 2, 1, bias=False),

@@ -160,7 +160,8 @@ def train_epochs(run: Run, state: GANState, first: int, epochs: int, dataset: Da
     (decay `ema` per step, folded in after every dispatch of `log_every` steps)."""
     hot = HotLoop(run, DataParallel.create(None), run_keys(run.config.seed), dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
-    average = jax.tree.map(jnp.copy, (state.g_params, state.g_batch_stats))
+    if ema is not None:  # the state itself is donated to the next dispatch
+        average = jax.tree.map(jnp.copy, (state.g_params, state.g_batch_stats))
     for epoch in range(first, first + epochs):
         order, position, started = hot.order(epoch), 0, time.perf_counter()
         while position < hot.steps_per_epoch:

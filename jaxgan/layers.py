@@ -145,9 +145,7 @@ class UpConv(nn.Module):
         phase_kernel = kernel[tap[:, None, :, None], tap[None, :, None, :]]  # [r, t, a, b, c, o]
         phase_kernel = phase_kernel.transpose(0, 1, 4, 2, 3, 5).reshape(4 * c, 4 * self.features)
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = jnp.concatenate(
-            [padded[:, r : r + h + 1, t : t + w + 1] for r in range(2) for t in range(2)], -1
-        )
+        patches = _shifted_windows(padded, 2, h + 1, w + 1)  # channels ordered (r, t, c)
         patches, phase_kernel = _compute_in(self.dtype, patches, phase_kernel)
         y = (patches @ phase_kernel).reshape(b, h + 1, w + 1, 2, 2, self.features)
         rows = [
@@ -185,10 +183,7 @@ class DownConv(nn.Module):
         hb, wb = h // 2 + 1, w // 2 + 1
         folded = padded.reshape(b, hb, 2, wb, 2, c).transpose(0, 1, 3, 2, 4, 5)
         folded = folded.reshape(b, hb, wb, 4 * c)  # channels ordered (ry, rx, c)
-        windows = [
-            folded[:, dy : dy + h // 2, dx : dx + w // 2] for dy in range(2) for dx in range(2)
-        ]
-        patches = jnp.concatenate(windows, axis=-1)  # channels ordered (dy, dx, ry, rx, c)
+        patches = _shifted_windows(folded, 2, h // 2, w // 2)  # channels (dy, dx, ry, rx, c)
         # Tap ky = 2 dy + ry and kx = 2 dx + rx, reordered to match the patches.
         folded_kernel = kernel.reshape(2, 2, 2, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)
         patches, folded_kernel = _compute_in(self.dtype, patches, folded_kernel)
@@ -216,10 +211,16 @@ class SameConv(nn.Module):
         h, w, c = x.shape[1:]
         kernel = self.param("kernel", dcgan_kernel_init, (3, 3, c, self.features))
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        windows = [padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
-        patches = jnp.concatenate(windows, axis=-1)  # channels ordered (ky, kx, c)
+        patches = _shifted_windows(padded, 3, h, w)  # channels ordered (ky, kx, c)
         patches, kernel = _compute_in(self.dtype, patches, kernel)
         return patches @ kernel.reshape(9 * c, self.features)
+
+
+def _shifted_windows(x: jax.Array, size: int, h: int, w: int) -> jax.Array:
+    """The `size x size` windows `x[:, dy : dy + h, dx : dx + w]` of an NHWC array, concatenated
+    along the channels in `(dy, dx, c)` order: the patches each convolution above multiplies."""
+    windows = [x[:, dy : dy + h, dx : dx + w] for dy in range(size) for dx in range(size)]
+    return jnp.concatenate(windows, axis=-1)
 
 
 def _compute_in(dtype: str | None, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -453,24 +453,15 @@ def load_into_torch(
       conditional: whether the networks are the class-conditional ones (`num_classes`).
       extra_layers: the DCGAN's 3x3 blocks at 7x7 (`jaxgan.make_models`).
     """
+    layout = {"conditional": conditional, "extra_layers": extra_layers}
     for net, module, optimizer, params, stats, opt_state in (
         ("G", G, optimizer_G, state.g_params, state.g_batch_stats, state.g_opt_state),
         ("D", D, optimizer_D, state.d_params, state.d_batch_stats, state.d_opt_state),
     ):
-        state_dict = to_state_dict(
-            model, net, params, stats, module, conditional=conditional, extra_layers=extra_layers
+        module.load_state_dict(to_state_dict(model, net, params, stats, module, **layout))
+        optimizer.load_state_dict(
+            to_adam_state_dict(model, net, opt_state, module, optimizer, **layout)
         )
-        module.load_state_dict(state_dict)
-        adam = to_adam_state_dict(
-            model,
-            net,
-            opt_state,
-            module,
-            optimizer,
-            conditional=conditional,
-            extra_layers=extra_layers,
-        )
-        optimizer.load_state_dict(adam)
 
 
 def from_torch(
@@ -501,18 +492,11 @@ def from_torch(
       PyTorch holds (float32, or float64 for a `.double()` reference); the step and Adam count
       are int32.
     """
-    g_params, g_stats = from_state_dict(
-        model, "G", G.state_dict(), conditional=conditional, extra_layers=extra_layers
-    )
-    d_params, d_stats = from_state_dict(
-        model, "D", D.state_dict(), conditional=conditional, extra_layers=extra_layers
-    )
-    g_opt = from_adam_state_dict(
-        model, "G", G, optimizer_G, conditional=conditional, extra_layers=extra_layers
-    )
-    d_opt = from_adam_state_dict(
-        model, "D", D, optimizer_D, conditional=conditional, extra_layers=extra_layers
-    )
+    layout = {"conditional": conditional, "extra_layers": extra_layers}
+    g_params, g_stats = from_state_dict(model, "G", G.state_dict(), **layout)
+    d_params, d_stats = from_state_dict(model, "D", D.state_dict(), **layout)
+    g_opt = from_adam_state_dict(model, "G", G, optimizer_G, **layout)
+    d_opt = from_adam_state_dict(model, "D", D, optimizer_D, **layout)
     return GANState(
         step=np.asarray(step, np.int32),
         g_params=g_params,

@@ -183,29 +183,24 @@ def test_make_models_rejects_unknown_names():
         make_models("resnet")
 
 
-@pytest.mark.parametrize(("size", "c_in", "c_out"), [(28, 1, 6), (14, 6, 5), (4, 3, 2)])
-def test_downconv_is_torch_conv_4_2_1(size, c_in, c_out, float64):
+CONV2D_CASES = [  # (layer, its stride, input size, c_in, c_out); both pad by 1
+    *((DownConv, 2, *shape) for shape in [(28, 1, 6), (14, 6, 5), (4, 3, 2)]),
+    *((SameConv, 1, *shape) for shape in [(7, 12, 12), (7, 3, 5), (4, 1, 2)]),
+]
+
+
+@pytest.mark.parametrize(("layer_class", "stride", "size", "c_in", "c_out"), CONV2D_CASES)
+def test_downconv_and_sameconv_are_torch_conv2d(layer_class, stride, size, c_in, c_out, float64):
+    # DownConv is Conv2d(c, o, 4, 2, 1), SameConv Conv2d(c, o, 3, 1, 1); the kernel's size is
+    # the layer's own.
     x = normal64(0, (3, size, size, c_in))
-    layer = DownConv(c_out)
+    layer = layer_class(c_out)
     kernel = _kernel(layer, 1, x)
     y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
     ref = torch.nn.functional.conv2d(
-        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=2, padding=1
+        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=stride, padding=1
     )
-    assert y.shape == (3, size // 2, size // 2, c_out)
-    assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
-
-
-@pytest.mark.parametrize(("size", "c_in", "c_out"), [(7, 12, 12), (7, 3, 5), (4, 1, 2)])
-def test_sameconv_is_torch_conv_3_1_1(size, c_in, c_out, float64):
-    x = normal64(0, (3, size, size, c_in))
-    layer = SameConv(c_out)
-    kernel = _kernel(layer, 1, x)
-    y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
-    ref = torch.nn.functional.conv2d(
-        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=1, padding=1
-    )
-    assert y.shape == (3, size, size, c_out)
+    assert y.shape == (3, size // stride, size // stride, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
 
 

@@ -40,12 +40,13 @@ def _kind(name: str) -> str:
 
 def profile(
     model: str, strategy: str, batch_size: int, chunk: int = 20, repeats: int = 3
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, float], dict[str, float]]:
     """Profiles `repeats` dispatches of `chunk` training steps.
 
     Returns:
-      `(wall, by_kind)`: milliseconds per step of wall time, and of worker-thread time per
-      kind of operation (`gemm`, `elementwise`, `copy`, `wait`, `other`).
+      `(wall, by_kind, by_op)`: milliseconds per step of wall time, and of worker-thread time
+      per kind of operation (`gemm`, `elementwise`, `copy`, `wait`, `other`) and per operation
+      (XLA's names), most expensive first.
     """
     import jax
     import numpy as np
@@ -71,7 +72,7 @@ def profile(
         space = xplane_pb2.XSpace.FromString(path.read_bytes())
 
     steps = chunk * repeats
-    by_kind: collections.Counter[str] = collections.Counter()
+    by_op: collections.Counter[str] = collections.Counter()
     wall_us = 0.0
     for plane in space.planes:
         names = {k: v.name for k, v in plane.event_metadata.items()}
@@ -81,8 +82,12 @@ def profile(
                 if name == "ThunkExecutor::Execute (wait for completion)":
                     wall_us += us
                 elif "XLAEigen" in line.name and not name.startswith("ThunkExecutor"):
-                    by_kind[_kind(name)] += us
-    return wall_us / steps / 1e3, {k: us / steps / 1e3 for k, us in by_kind.most_common()}
+                    by_op[name] += us
+    by_kind: collections.Counter[str] = collections.Counter()
+    for name, us in by_op.items():
+        by_kind[_kind(name)] += us
+    per_step = lambda counter: {k: us / steps / 1e3 for k, us in counter.most_common()}  # noqa: E731
+    return wall_us / steps / 1e3, per_step(by_kind), per_step(by_op)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--chunk", type=int, default=20, help="steps per dispatch")
     p.add_argument("--repeats", type=int, default=3, help="profiled dispatches")
+    p.add_argument("--top", type=int, default=0, help="also list the N most expensive operations")
     args = p.parse_args(argv)
-    wall, by_kind = profile(args.model, args.strategy, args.batch_size, args.chunk, args.repeats)
+    wall, by_kind, by_op = profile(
+        args.model, args.strategy, args.batch_size, args.chunk, args.repeats
+    )
     busy = sum(by_kind.values())
     print(f"{args.model} {args.strategy} batch {args.batch_size}: {wall:.2f} ms per step "
           f"(wall); worker threads busy {busy:.2f} ms per step in all")  # fmt: skip
     for kind, ms in by_kind.items():
         print(f"  {kind:12s} {ms:7.2f} ms  {ms / busy:6.1%}")
+    if args.top:
+        print(f"the {args.top} most expensive operations:")
+        for name, ms in list(by_op.items())[: args.top]:
+            print(f"  {ms:7.2f} ms  {ms / busy:6.1%}  {_kind(name):12s} {name}")
     return 0
 
 

@@ -88,8 +88,10 @@ def test_profile_step_splits_the_step_into_gemms_and_the_rest():
     assert [_kind(n) for n in ("ynn_fusion.3", "dot.12", "add_fusion.1", "copy.2")] == [
         "gemm", "gemm", "elementwise", "copy"
     ]  # fmt: skip
-    wall, by_kind = profile("mlp", "two_pass", batch_size=32, chunk=2, repeats=1)
+    wall, by_kind, by_op = profile("mlp", "two_pass", batch_size=32, chunk=2, repeats=1)
     assert wall > 0
+    assert sum(by_op.values()) == pytest.approx(sum(by_kind.values()))  # the same time, split
+    assert list(by_op.values()) == sorted(by_op.values(), reverse=True)
     # The MLP step is matrix multiplies plus elementwise work; both must have been seen, and the
     # multiplies (98% of the step's FLOPs) must take a real share of the thread time.
     assert by_kind["gemm"] > 0 and by_kind["elementwise"] > 0

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxgan.layers import BatchNorm, DownConv, SameConv, UpConv, dcgan_kernel_init
+from jaxgan.layers import BatchNorm, DownConv, SameConv, UpConv, dcgan_kernel_init, patch_matmul
 from jaxgan.models import MODELS, make_models
 
 # Each output below is a sum of at most a few hundred products, or a mean and variance of at
@@ -202,6 +202,56 @@ def test_downconv_and_sameconv_are_torch_conv2d(layer_class, stride, size, c_in,
     )
     assert y.shape == (3, size // stride, size // stride, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
+
+
+def _torch_conv(layer_class, x, kernel):
+    """PyTorch's counterpart of a jaxgan convolution, on torch tensors (NCHW; kernel HWIO)."""
+    if layer_class is UpConv:
+        return torch.nn.functional.conv_transpose2d(x, kernel.permute(2, 3, 0, 1), None, 2, 1)
+    stride = 2 if layer_class is DownConv else 1
+    return torch.nn.functional.conv2d(x, kernel.permute(3, 2, 0, 1), None, stride, 1)
+
+
+# Both orders of patch_matmul's kernel gradient: patches narrower (UpConv 4 * 2 < 5 * 4; DownConv
+# 16 * 1 < 6) and wider (SameConv 9 * 12 > 5; DownConv 16 * 6 > 5) than the output.
+@pytest.mark.parametrize(
+    ("layer_class", "size", "c_in", "c_out"),
+    [(UpConv, 7, 2, 5), (DownConv, 28, 1, 32), (DownConv, 14, 6, 5), (SameConv, 7, 12, 5)],
+)
+def test_convolution_gradients_are_torch_autograds(layer_class, size, c_in, c_out, float64):
+    # The layers' own backward pass (`patch_matmul` reorders the kernel gradient) against
+    # PyTorch's autograd of the same convolution, for the input and the kernel.
+    x = normal64(0, (3, size, size, c_in))
+    layer = layer_class(c_out)
+    kernel = _kernel(layer, 1, x)
+    y_shape = jax.eval_shape(layer.apply, {"params": {"kernel": kernel}}, x).shape
+    cotangent = normal64(2, y_shape)
+
+    def objective(x, kernel):
+        return jnp.sum(layer.apply({"params": {"kernel": kernel}}, x) * cotangent)
+
+    x_grad, kernel_grad = jax.jit(jax.grad(objective, argnums=(0, 1)))(x, kernel)
+    x_ref = _nchw(x).requires_grad_()
+    kernel_ref = torch.tensor(np.asarray(kernel), requires_grad=True)
+    y_ref = _torch_conv(layer_class, x_ref, kernel_ref)
+    (y_ref * _nchw(cotangent)).sum().backward()
+    assert_close64(x_grad, x_ref.grad.permute(0, 2, 3, 1).numpy())
+    assert_close64(kernel_grad, kernel_ref.grad.numpy())
+
+
+@pytest.mark.parametrize(("k", "n"), [(3, 8), (12, 5)], ids=["narrow patches", "wide patches"])
+def test_patch_matmul_has_the_value_and_gradients_of_a_matmul(k, n, float64):
+    patches, kernel, cotangent = (
+        normal64(0, (2, 5, 5, k)),
+        normal64(1, (k, n)),
+        normal64(2, (2, 5, 5, n)),
+    )
+    y, pullback = jax.vjp(jax.jit(patch_matmul), patches, kernel)
+    y_ref, pullback_ref = jax.vjp(jnp.matmul, patches, kernel)
+    assert_close64(y, y_ref)
+    for grad, grad_ref in zip(pullback(cotangent), pullback_ref(cotangent), strict=True):
+        assert grad.shape == grad_ref.shape
+        assert_close64(grad, grad_ref)
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])

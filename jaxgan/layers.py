@@ -245,12 +245,18 @@ def _patch_matmul_fwd(patches: jax.Array, kernel: jax.Array):
 
 def _patch_matmul_bwd(residuals, grad: jax.Array):
     patches, kernel = residuals
-    rows = patches.reshape(-1, patches.shape[-1])
-    grad_rows = grad.reshape(-1, grad.shape[-1])
+    barrier = jax.lax.optimization_barrier
+    # Both operands are materialized first (the input gradient needs `grad` anyway), so that
+    # the transpose below is a copy of its own, not a loop fused into their producers.
+    rows, grad_rows = barrier(
+        (patches.reshape(-1, patches.shape[-1]), grad.reshape(-1, grad.shape[-1]))
+    )
     if rows.shape[1] <= grad_rows.shape[1]:
-        kernel_grad = jax.lax.optimization_barrier(rows.T) @ grad_rows
+        kernel_grad = barrier(rows.T) @ grad_rows
     else:
-        kernel_grad = (jax.lax.optimization_barrier(grad_rows.T) @ rows).T
+        # The barrier on the product keeps XLA from folding the final (small) transpose into
+        # the matmul, which it would do by reading `rows` transposed.
+        kernel_grad = barrier(barrier(grad_rows.T) @ rows).T
     return grad @ kernel.T, kernel_grad
 
 

@@ -4,6 +4,8 @@
 - `UpConv`: `ConvTranspose2d(c, o, 4, stride=2, padding=1, bias=False)`.
 - `DownConv`: `Conv2d(c, o, 4, stride=2, padding=1, bias=False)`.
 - `SameConv`: `Conv2d(c, o, 3, stride=1, padding=1, bias=False)`.
+- `patch_matmul`: the matmul the three convolutions share, with a kernel gradient that XLA:CPU
+  computes without transposing the output gradient inside other loops.
 - initializers matching PyTorch's `nn.Linear` default and the DCGAN paper's.
 
 The three convolutions are written as matmuls. They compute the same sums as

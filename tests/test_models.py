@@ -212,8 +212,8 @@ def _torch_conv(layer_class, x, kernel):
     return torch.nn.functional.conv2d(x, kernel.permute(3, 2, 0, 1), None, stride, 1)
 
 
-# Both orders of patch_matmul's kernel gradient: patches narrower (UpConv 4 * 2 < 5 * 4; DownConv
-# 16 * 1 < 6) and wider (SameConv 9 * 12 > 5; DownConv 16 * 6 > 5) than the output.
+# Both orders of patch_matmul's kernel gradient: patches narrower (UpConv 4 * 2 < 4 * 5; DownConv
+# 16 * 1 < 32) and wider (SameConv 9 * 12 > 5; DownConv 16 * 6 > 5) than the output.
 @pytest.mark.parametrize(
     ("layer_class", "size", "c_in", "c_out"),
     [(UpConv, 7, 2, 5), (DownConv, 28, 1, 32), (DownConv, 14, 6, 5), (SameConv, 7, 12, 5)],

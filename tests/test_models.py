@@ -117,15 +117,21 @@ def test_batchnorm_matches_torch_in_both_modes(shape, torch_bn, eps, momentum, f
     assert_close64(y, from_torch(ref(to_torch(x))))
 
 
+def _torch_conv(layer_class, x, kernel):
+    """PyTorch's counterpart of a jaxgan convolution, on torch tensors (NCHW; kernel HWIO)."""
+    if layer_class is UpConv:
+        return torch.nn.functional.conv_transpose2d(x, kernel.permute(2, 3, 0, 1), None, 2, 1)
+    stride = 2 if layer_class is DownConv else 1
+    return torch.nn.functional.conv2d(x, kernel.permute(3, 2, 0, 1), None, stride, 1)
+
+
 @pytest.mark.parametrize(("size", "c_in", "c_out"), [(7, 12, 5), (14, 6, 1), (3, 4, 4)])
 def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, float64):
     x = normal64(0, (3, size, size, c_in))
     layer = UpConv(c_out)
     kernel = _kernel(layer, 1, x)
     y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
-    ref = torch.nn.functional.conv_transpose2d(
-        _nchw(x), torch.tensor(np.asarray(kernel)).permute(2, 3, 0, 1), stride=2, padding=1
-    )
+    ref = _torch_conv(UpConv, _nchw(x), torch.tensor(np.asarray(kernel)))
     assert y.shape == (3, 2 * size, 2 * size, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
 
@@ -197,19 +203,9 @@ def test_downconv_and_sameconv_are_torch_conv2d(layer_class, stride, size, c_in,
     layer = layer_class(c_out)
     kernel = _kernel(layer, 1, x)
     y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
-    ref = torch.nn.functional.conv2d(
-        _nchw(x), torch.tensor(np.asarray(kernel)).permute(3, 2, 0, 1), stride=stride, padding=1
-    )
+    ref = _torch_conv(layer_class, _nchw(x), torch.tensor(np.asarray(kernel)))
     assert y.shape == (3, size // stride, size // stride, c_out)
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
-
-
-def _torch_conv(layer_class, x, kernel):
-    """PyTorch's counterpart of a jaxgan convolution, on torch tensors (NCHW; kernel HWIO)."""
-    if layer_class is UpConv:
-        return torch.nn.functional.conv_transpose2d(x, kernel.permute(2, 3, 0, 1), None, 2, 1)
-    stride = 2 if layer_class is DownConv else 1
-    return torch.nn.functional.conv2d(x, kernel.permute(3, 2, 0, 1), None, stride, 1)
 
 
 # Both orders of patch_matmul's kernel gradient: patches narrower (UpConv 4 * 2 < 4 * 5; DownConv

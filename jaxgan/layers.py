@@ -1,7 +1,8 @@
 """Layers that compute exactly what their PyTorch counterparts compute, NHWC.
 
 - `BatchNorm`: `torch.nn.BatchNorm{1,2}d`, running statistics included.
-- `UpConv`: `ConvTranspose2d(c, o, 4, stride=2, padding=1, bias=False)`.
+- `UpConv`: `ConvTranspose2d(c, o, 4, stride=2, padding=1, bias=False)`, in the sub-pixel or
+  the scatter (col2im) form, whichever moves less data.
 - `DownConv`: `Conv2d(c, o, 4, stride=2, padding=1, bias=False)`.
 - `SameConv`: `Conv2d(c, o, 3, stride=1, padding=1, bias=False)`.
 - `patch_matmul`: the matmul the three convolutions share, with a kernel gradient that XLA:CPU
@@ -17,6 +18,8 @@ fast on XLA:CPU, whose convolutions are slow in gradients and inside loops (`lax
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -123,38 +126,94 @@ class UpConv(nn.Module):
     """PyTorch's `ConvTranspose2d(c, features, 4, stride=2, padding=1, bias=False)`, NHWC.
 
     Doubles the spatial size. The kernel is stored as `[ky, kx, c_in, c_out]` with
-    `kernel[ky, kx, c, o] = torch_weight[c, o, ky, kx]`. It is computed in sub-pixel form: output
-    pixel `(2m + a, 2n + b)` sums input pixels `m + r - 1 + a` (`r` in {0, 1}) against kernel tap
-    `3 - 2r - a`, so the four output phases are one matmul over the 2x2 patches of the padded
-    input followed by an interleave. That is the same sum as a transposed convolution, and on
-    XLA:CPU its gradient is several times faster than that of `lax.conv_transpose`, whose
-    kernel gradient falls back to a slow convolution there.
+    `kernel[ky, kx, c, o] = torch_weight[c, o, ky, kx]`. Two forms compute the same sum as a
+    transposed convolution, each as one matmul (on XLA:CPU the gradient of `lax.conv_transpose`
+    is several times slower: its kernel gradient falls back to a slow convolution there):
+
+    - `"subpixel"`: output pixel `(2m + a, 2n + b)` sums input pixels `m + r - 1 + a` (`r` in
+      {0, 1}) against kernel tap `3 - 2r - a`, so the four output phases are one matmul over the
+      2x2 patches of the padded input, `[(h+1)(w+1), 4c] @ [4c, 4o]`, followed by an interleave.
+    - `"scatter"`: every input pixel times the whole kernel, `[hw, c] @ [c, 16o]`, and each
+      output pixel the sum of the four columns that land on it (col2im, the transposed
+      convolution's definition). Exact FLOPs, where the sub-pixel form computes `(h+1)(w+1)`
+      positions for `hw` inputs.
+
+    `"auto"` picks the form whose intermediate array is smaller: the patches, `(h+1)(w+1) 4c`
+    per image, or the columns, `hw 16o`. That is the sub-pixel form for a DCGAN's wide layers
+    and the scatter form for its last, `c -> 1` (measured: 7% of a DCGAN train step at batch
+    64, docs/performance.md).
 
     Attributes:
       features: output channels.
       dtype: what the matmul computes in (e.g. `"bfloat16"`); None: the input's and kernel's.
+      form: `"auto"`, `"subpixel"` or `"scatter"` (the same values; only the speed differs).
     """
 
     features: int
     dtype: str | None = None
+    form: Literal["auto", "subpixel", "scatter"] = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b, h, w, c = x.shape
+        h, w, c = x.shape[1:]
         kernel = self.param("kernel", dcgan_kernel_init, (4, 4, c, self.features))
-        tap = 3 - 2 * jnp.arange(2)[:, None] - jnp.arange(2)[None, :]  # tap[r, a]
-        # phase_kernel[(r, t, c), (a, b, o)] = kernel[tap[r, a], tap[t, b], c, o]
-        phase_kernel = kernel[tap[:, None, :, None], tap[None, :, None, :]]  # [r, t, a, b, c, o]
-        phase_kernel = phase_kernel.transpose(0, 1, 4, 2, 3, 5).reshape(4 * c, 4 * self.features)
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = _shifted_windows(padded, 2, h + 1, w + 1)  # channels ordered (r, t, c)
-        patches, phase_kernel = _compute_in(self.dtype, patches, phase_kernel)
-        y = patch_matmul(patches, phase_kernel).reshape(b, h + 1, w + 1, 2, 2, self.features)
-        rows = [
-            jnp.stack([y[:, a : a + h, c_ : c_ + w, a, c_] for c_ in range(2)], axis=3)
-            for a in range(2)
-        ]
-        return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, self.features)
+        form = self.form
+        if form == "auto":
+            scatter = h * w * 16 * self.features < (h + 1) * (w + 1) * 4 * c
+            form = "scatter" if scatter else "subpixel"
+        if form == "subpixel":
+            return _upconv_subpixel(x, kernel, self.dtype)
+        if form == "scatter":
+            return _upconv_scatter(x, kernel, self.dtype)
+        raise ValueError(f"form must be 'auto', 'subpixel' or 'scatter', got {self.form!r}")
+
+
+def _upconv_subpixel(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.Array:
+    b, h, w, c = x.shape
+    o = kernel.shape[-1]
+    tap = 3 - 2 * jnp.arange(2)[:, None] - jnp.arange(2)[None, :]  # tap[r, a]
+    # phase_kernel[(r, t, c), (a, b, o)] = kernel[tap[r, a], tap[t, b], c, o]
+    phase_kernel = kernel[tap[:, None, :, None], tap[None, :, None, :]]  # [r, t, a, b, c, o]
+    phase_kernel = phase_kernel.transpose(0, 1, 4, 2, 3, 5).reshape(4 * c, 4 * o)
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = _shifted_windows(padded, 2, h + 1, w + 1)  # channels ordered (r, t, c)
+    patches, phase_kernel = _compute_in(dtype, patches, phase_kernel)
+    y = patch_matmul(patches, phase_kernel).reshape(b, h + 1, w + 1, 2, 2, o)
+    rows = [
+        jnp.stack([y[:, a : a + h, c_ : c_ + w, a, c_] for c_ in range(2)], axis=3)
+        for a in range(2)
+    ]
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, o)
+
+
+# Output phase a (row 2m + a) of a 4-2-1 transposed convolution receives kernel tap `ky` from
+# input row `m + offset`: phase 0 from taps 1 (offset 0) and 3 (offset -1), phase 1 from taps
+# 2 (offset 0) and 0 (offset +1). The same for columns.
+_SCATTER_TAPS = (((1, 0), (3, -1)), ((2, 0), (0, 1)))
+
+
+def _upconv_scatter(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.Array:
+    b, h, w, c = x.shape
+    o = kernel.shape[-1]
+    flat_kernel = kernel.transpose(2, 0, 1, 3).reshape(c, 16 * o)  # [c, (ky, kx, o)]
+    x, flat_kernel = _compute_in(dtype, x, flat_kernel)
+    # XLA:CPU transposes the 16o-wide columns' gradient slowly (15 ms of a DCGAN step at batch
+    # 256 for o = 1), so the kernel gradient transposes the input instead.
+    columns = patch_matmul(x, flat_kernel, transpose="patches").reshape(b, h, w, 4, 4, o)
+    columns = jnp.pad(columns, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+
+    def phase(a: int, b_: int) -> jax.Array:  # output pixels (2m + a, 2n + b_), [b, h, w, o]
+        t0, t1, t2, t3 = (
+            columns[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w, ky, kx]
+            for ky, dy in _SCATTER_TAPS[a]
+            for kx, dx in _SCATTER_TAPS[b_]
+        )
+        return t0 + t1 + t2 + t3
+
+    y = jnp.stack(
+        [jnp.stack([phase(a, b_) for b_ in range(2)], axis=3) for a in range(2)], axis=2
+    )  # [b, h, a, w, b_, o]
+    return y.reshape(b, 2 * h, 2 * w, o)
 
 
 class DownConv(nn.Module):
@@ -225,8 +284,9 @@ def _shifted_windows(x: jax.Array, size: int, h: int, w: int) -> jax.Array:
     return jnp.concatenate(windows, axis=-1)
 
 
-@jax.custom_vjp
-def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
+def patch_matmul(
+    patches: jax.Array, kernel: jax.Array, transpose: Literal["narrower", "patches"] = "narrower"
+) -> jax.Array:
     """`patches @ kernel` for `patches [..., k]`, `kernel [k, n]`: a convolution as a matmul.
 
     The same product and the same gradients as `@`; only the kernel's gradient is scheduled
@@ -234,18 +294,26 @@ def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
     pixel of the batch). Left to itself XLA:CPU materializes the output gradient transposed, and
     fuses that transpose into whatever produced it (the previous layer's col2im and activation
     gradient): a loop that writes channel-major while reading pixel-major, measured at 36% of
-    the DCGAN step's thread time at batch 256. Here the narrower of the two operands is
-    transposed on its own (`optimization_barrier` keeps XLA from fusing the transpose back),
-    and the product is a plain matmul.
+    the DCGAN step's thread time at batch 256. Here one operand is transposed on its own
+    (`optimization_barrier` keeps XLA from fusing the transpose back), and the product is a
+    plain matmul: by default the narrower of the two (`"narrower"`), or the patches
+    (`"patches"`), for a caller that knows its output gradient transposes slowly.
     """
+    if transpose not in ("narrower", "patches"):
+        raise ValueError(f"transpose must be 'narrower' or 'patches', got {transpose!r}")
+    return _patch_matmul(patches, kernel, transpose)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _patch_matmul(patches: jax.Array, kernel: jax.Array, transpose: str) -> jax.Array:
     return patches @ kernel
 
 
-def _patch_matmul_fwd(patches: jax.Array, kernel: jax.Array):
+def _patch_matmul_fwd(patches: jax.Array, kernel: jax.Array, transpose: str):
     return patches @ kernel, (patches, kernel)
 
 
-def _patch_matmul_bwd(residuals, grad: jax.Array):
+def _patch_matmul_bwd(transpose: str, residuals, grad: jax.Array):
     patches, kernel = residuals
     barrier = jax.lax.optimization_barrier
     # Both operands are materialized first (the input gradient needs `grad` anyway), so that
@@ -253,7 +321,7 @@ def _patch_matmul_bwd(residuals, grad: jax.Array):
     rows, grad_rows = barrier(
         (patches.reshape(-1, patches.shape[-1]), grad.reshape(-1, grad.shape[-1]))
     )
-    if rows.shape[1] <= grad_rows.shape[1]:
+    if transpose == "patches" or rows.shape[1] <= grad_rows.shape[1]:
         kernel_grad = barrier(rows.T) @ grad_rows
     else:
         # The barrier on the product keeps XLA from folding the final (small) transpose into
@@ -262,7 +330,7 @@ def _patch_matmul_bwd(residuals, grad: jax.Array):
     return grad @ kernel.T, kernel_grad
 
 
-patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
+_patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
 
 
 def _compute_in(dtype: str | None, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from jaxgan import layers
 from jaxgan.layers import BatchNorm, DownConv, SameConv, UpConv, dcgan_kernel_init, patch_matmul
 from jaxgan.models import MODELS, make_models
 
@@ -125,10 +126,14 @@ def _torch_conv(layer_class, x, kernel):
     return torch.nn.functional.conv2d(x, kernel.permute(3, 2, 0, 1), None, stride, 1)
 
 
+UPCONV_FORMS = ["subpixel", "scatter", "auto"]
+
+
+@pytest.mark.parametrize("form", UPCONV_FORMS)
 @pytest.mark.parametrize(("size", "c_in", "c_out"), [(7, 12, 5), (14, 6, 1), (3, 4, 4)])
-def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, float64):
+def test_upconv_is_torch_conv_transpose_4_2_1(size, c_in, c_out, form, float64):
     x = normal64(0, (3, size, size, c_in))
-    layer = UpConv(c_out)
+    layer = UpConv(c_out, form=form)
     kernel = _kernel(layer, 1, x)
     y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
     ref = _torch_conv(UpConv, _nchw(x), torch.tensor(np.asarray(kernel)))
@@ -208,17 +213,56 @@ def test_downconv_and_sameconv_are_torch_conv2d(layer_class, stride, size, c_in,
     assert_close64(y, ref.permute(0, 2, 3, 1).numpy())
 
 
-# Both orders of patch_matmul's kernel gradient: patches narrower (UpConv 4 * 2 < 4 * 5; DownConv
-# 16 * 1 < 32) and wider (SameConv 9 * 12 > 5; DownConv 16 * 6 > 5) than the output.
+def test_upconv_auto_form_is_the_one_with_the_smaller_intermediate(monkeypatch):
+    # (h+1)(w+1) 4c patches against hw 16o columns: a DCGAN's 7x7x128 -> 64 layer is sub-pixel
+    # (64 * 512 < 49 * 1024), its 14x14x64 -> 1 layer scatter (196 * 16 < 225 * 256).
+    chosen = []
+    for form in ("subpixel", "scatter"):
+        form_fn = getattr(layers, f"_upconv_{form}")
+        monkeypatch.setattr(layers, f"_upconv_{form}", _recorded(form_fn, form, chosen))
+    for size, c_in, c_out in [(7, 128, 64), (14, 64, 1)]:
+        x = jnp.zeros((2, size, size, c_in))
+        jax.eval_shape(UpConv(c_out).init_with_output, jax.random.key(0), x)
+    assert chosen == ["subpixel", "scatter"]
+    with pytest.raises(ValueError, match="form must be"):
+        UpConv(4, form="direct").init(jax.random.key(0), jnp.zeros((1, 3, 3, 2)))
+
+
+def _recorded(fn, name, log):
+    def recorded(*args):
+        log.append(name)
+        return fn(*args)
+
+    return recorded
+
+
+# Both orders of patch_matmul's kernel gradient: patches narrower (UpConv sub-pixel 4 * 2 <
+# 4 * 5, scatter always; DownConv 16 * 1 < 32) and wider (SameConv 9 * 12 > 5; DownConv 16 * 6
+# > 5) than the output; and both forms of UpConv.
 @pytest.mark.parametrize(
-    ("layer_class", "size", "c_in", "c_out"),
-    [(UpConv, 7, 2, 5), (DownConv, 28, 1, 32), (DownConv, 14, 6, 5), (SameConv, 7, 12, 5)],
+    ("layer", "size", "c_in"),
+    [
+        (UpConv(5, form="subpixel"), 7, 2),
+        (UpConv(5, form="scatter"), 7, 2),
+        (UpConv(1, form="scatter"), 14, 6),
+        (DownConv(32), 28, 1),
+        (DownConv(5), 14, 6),
+        (SameConv(5), 7, 12),
+    ],
+    ids=[
+        "UpConv-subpixel",
+        "UpConv-scatter",
+        "UpConv-scatter-1",
+        "DownConv-32",
+        "DownConv-5",
+        "SameConv",
+    ],
 )
-def test_convolution_gradients_are_torch_autograds(layer_class, size, c_in, c_out, float64):
+def test_convolution_gradients_are_torch_autograds(layer, size, c_in, float64):
     # The layers' own backward pass (`patch_matmul` reorders the kernel gradient) against
     # PyTorch's autograd of the same convolution, for the input and the kernel.
+    layer_class = type(layer)
     x = normal64(0, (3, size, size, c_in))
-    layer = layer_class(c_out)
     kernel = _kernel(layer, 1, x)
     y_shape = jax.eval_shape(layer.apply, {"params": {"kernel": kernel}}, x).shape
     cotangent = normal64(2, y_shape)
@@ -235,14 +279,16 @@ def test_convolution_gradients_are_torch_autograds(layer_class, size, c_in, c_ou
     assert_close64(kernel_grad, kernel_ref.grad.numpy())
 
 
+@pytest.mark.parametrize("transpose", ["narrower", "patches"])
 @pytest.mark.parametrize(("k", "n"), [(3, 8), (12, 5)], ids=["narrow patches", "wide patches"])
-def test_patch_matmul_has_the_value_and_gradients_of_a_matmul(k, n, float64):
+def test_patch_matmul_has_the_value_and_gradients_of_a_matmul(k, n, transpose, float64):
     patches, kernel, cotangent = (
         normal64(0, (2, 5, 5, k)),
         normal64(1, (k, n)),
         normal64(2, (2, 5, 5, n)),
     )
-    y, pullback = jax.vjp(jax.jit(patch_matmul), patches, kernel)
+    matmul = jax.jit(functools.partial(patch_matmul, transpose=transpose))
+    y, pullback = jax.vjp(matmul, patches, kernel)
     y_ref, pullback_ref = jax.vjp(jnp.matmul, patches, kernel)
     assert_close64(y, y_ref)
     for grad, grad_ref in zip(pullback(cotangent), pullback_ref(cotangent), strict=True):

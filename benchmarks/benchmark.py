@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=50, help="jaxgan steps per dispatch")
     p.add_argument("--repeats", type=int, default=3, help="timed dispatches; PyTorch times as "
                    "many steps (chunk x repeats)")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=3, help="times each side's timed steps run, "
+                   "back to back in one process; the fastest window counts")  # fmt: skip
     p.add_argument("--torch-warmup", type=int, default=10, help="untimed PyTorch steps first")
     p.add_argument("--train-examples", type=int, default=60000, help="images held in memory")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for both sides")
@@ -92,7 +94,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sweep = _positive_ints(args.devices_sweep, "--devices-sweep") if args.devices_sweep else []
     if args.sweep_only and not args.sweep:
         raise SystemExit("--sweep-only needs --devices-sweep")
-    for flag in ("chunk", "repeats", "train_examples", "threads", "matmul_size", "matmul_repeats"):
+    for flag in (
+        "chunk",
+        "repeats",
+        "rounds",
+        "train_examples",
+        "threads",
+        "matmul_size",
+        "matmul_repeats",
+    ):
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1")
     for batch in args.batch_sizes:
@@ -154,10 +164,11 @@ def measure_row(
     row: dict[str, Any] = {"model": model, "strategy": strategy, "batch_size": batch}
     row["jax"] = worker(
         "benchmarks.bench_jax",
-        {**common, "chunk": args.chunk, "repeats": args.repeats, "devices": 1, "dtype": args.dtype},
-    )
-    torch_spec = {**common, "steps": args.chunk * args.repeats, "warmup": args.torch_warmup,
-                  "threads": args.threads}  # fmt: skip
+        {**common, "chunk": args.chunk, "repeats": args.repeats, "rounds": args.rounds,
+         "devices": 1, "dtype": args.dtype},
+    )  # fmt: skip
+    torch_spec = {**common, "steps": args.chunk * args.repeats, "rounds": args.rounds,
+                  "warmup": args.torch_warmup, "threads": args.threads}  # fmt: skip
     row["notes"] = worker(
         "benchmarks.bench_torch", {**torch_spec, "implementation": "notes", "compile": False}
     )
@@ -188,7 +199,8 @@ def measure_sweep(
     """
     spec = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
             "data": str(data), "device": args.device, "tf32": args.tf32,
-            "chunk": args.chunk, "repeats": args.repeats, "dtype": args.dtype}  # fmt: skip
+            "chunk": args.chunk, "repeats": args.repeats, "rounds": args.rounds,
+            "dtype": args.dtype}  # fmt: skip
     points = []
     for n in args.sweep:
         if n == 1 and one_device is not None:  # without what measure_row added to it
@@ -220,8 +232,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"{machine['jax']['threads']}, PyTorch threads {machine['torch']['threads']}; "
         f"{machine['jax']['version']}, {machine['torch']['version']}",
         f"matmul peak ({settings['matmul_size']}^2 float32): JAX {machine['jax']['gflops']:.1f}, "
-        f"PyTorch {machine['torch']['gflops']:.1f} GFLOP/s; timed: jaxgan {settings['repeats']} "
-        f"dispatches of {settings['chunk']} steps, PyTorch {settings['torch_steps']} steps after "
+        f"PyTorch {machine['torch']['gflops']:.1f} GFLOP/s; timed: the fastest of "
+        f"{settings['rounds']} windows of jaxgan {settings['repeats']} dispatches of "
+        f"{settings['chunk']} steps, PyTorch {settings['torch_steps']} steps after "
         f"{settings['torch_warmup']}; best PyTorch torch.compile: {settings['torch_compile']}; "
         f"jaxgan computes in {settings.get('dtype', 'float32')}",
     ]
@@ -277,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in (
             "chunk",
             "repeats",
+            "rounds",
             "torch_warmup",
             "device",
             "tf32",

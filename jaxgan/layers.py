@@ -200,6 +200,10 @@ def _upconv_scatter(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.A
     # XLA:CPU transposes the 16o-wide columns' gradient slowly (15 ms of a DCGAN step at batch
     # 256 for o = 1), so the kernel gradient transposes the input instead.
     columns = patch_matmul(x, flat_kernel, transpose="patches").reshape(b, h, w, 4, 4, o)
+    # The four columns of each output pixel are summed in float32 at least (as a matmul
+    # accumulates): bfloat16 columns are not rounded again after every addition.
+    out_dtype = columns.dtype
+    columns = columns.astype(jnp.promote_types(out_dtype, jnp.float32))
     columns = jnp.pad(columns, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
 
     def phase(a: int, b_: int) -> jax.Array:  # output pixels (2m + a, 2n + b_), [b, h, w, o]
@@ -213,7 +217,7 @@ def _upconv_scatter(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.A
     y = jnp.stack(
         [jnp.stack([phase(a, b_) for b_ in range(2)], axis=3) for a in range(2)], axis=2
     )  # [b, h, a, w, b_, o]
-    return y.reshape(b, 2 * h, 2 * w, o)
+    return y.reshape(b, 2 * h, 2 * w, o).astype(out_dtype)
 
 
 class DownConv(nn.Module):

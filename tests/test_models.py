@@ -294,6 +294,8 @@ def test_patch_matmul_has_the_value_and_gradients_of_a_matmul(k, n, transpose, f
     for grad, grad_ref in zip(pullback(cotangent), pullback_ref(cotangent), strict=True):
         assert grad.shape == grad_ref.shape
         assert_close64(grad, grad_ref)
+    with pytest.raises(ValueError, match="transpose must be"):
+        patch_matmul(patches, kernel, transpose="grad")
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])

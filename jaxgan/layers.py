@@ -18,6 +18,7 @@ fast on XLA:CPU, whose convolutions are slow in gradients and inside loops (`lax
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
@@ -180,11 +181,7 @@ def _upconv_subpixel(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.
     patches = _shifted_windows(padded, 2, h + 1, w + 1)  # channels ordered (r, t, c)
     patches, phase_kernel = _compute_in(dtype, patches, phase_kernel)
     y = patch_matmul(patches, phase_kernel).reshape(b, h + 1, w + 1, 2, 2, o)
-    rows = [
-        jnp.stack([y[:, a : a + h, c_ : c_ + w, a, c_] for c_ in range(2)], axis=3)
-        for a in range(2)
-    ]
-    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, o)
+    return _interleave(lambda a, b_: y[:, a : a + h, b_ : b_ + w, a, b_])
 
 
 # Output phase a (row 2m + a) of a 4-2-1 transposed convolution receives kernel tap `ky` from
@@ -215,10 +212,16 @@ def _upconv_scatter(x: jax.Array, kernel: jax.Array, dtype: str | None) -> jax.A
         )
         return t0 + t1 + t2 + t3
 
-    y = jnp.stack(
-        [jnp.stack([phase(a, b_) for b_ in range(2)], axis=3) for a in range(2)], axis=2
-    )  # [b, h, a, w, b_, o]
-    return y.reshape(b, 2 * h, 2 * w, o).astype(out_dtype)
+    return _interleave(phase).astype(out_dtype)
+
+
+def _interleave(phase: Callable[[int, int], jax.Array]) -> jax.Array:
+    """The `[b, 2h, 2w, o]` image whose pixels `(2m + a, 2n + b_)` are `phase(a, b_)[:, m, n]`,
+    for the four output phases of a stride-2 transposed convolution, each `[b, h, w, o]`."""
+    rows = [jnp.stack([phase(a, b_) for b_ in range(2)], axis=3) for a in range(2)]
+    y = jnp.stack(rows, axis=2)  # [b, h, a, w, b_, o]
+    b, h, _, w, _, o = y.shape
+    return y.reshape(b, 2 * h, 2 * w, o)
 
 
 class DownConv(nn.Module):

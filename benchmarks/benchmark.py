@@ -155,20 +155,34 @@ def _rates(steps_per_s: float, batch: int, flops_per_step: float, peak: float) -
     return dict(zip(ROW_RATES, (steps_per_s * batch, gflops, 100 * gflops / peak), strict=True))
 
 
+def _train_spec(
+    args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int
+) -> dict[str, Any]:
+    """What every training measurement of one model, strategy and batch size is told."""
+    return {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
+            "data": str(data), "device": args.device, "tf32": args.tf32,
+            "rounds": args.rounds}  # fmt: skip
+
+
+def _jax_spec(
+    args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int
+) -> dict[str, Any]:
+    """jaxgan's training measurement (`benchmarks.bench_jax`), less its device count."""
+    return {**_train_spec(args, data, model, strategy, batch), "chunk": args.chunk,
+            "repeats": args.repeats, "dtype": args.dtype}  # fmt: skip
+
+
 def measure_row(
     args: argparse.Namespace, data: Path, model: str, strategy: str, batch: int, peak: float
 ) -> dict[str, Any]:
     """jaxgan, notes and best PyTorch on one model, strategy and batch size."""
-    common = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
-              "data": str(data), "device": args.device, "tf32": args.tf32}  # fmt: skip
     row: dict[str, Any] = {"model": model, "strategy": strategy, "batch_size": batch}
     row["jax"] = worker(
-        "benchmarks.bench_jax",
-        {**common, "chunk": args.chunk, "repeats": args.repeats, "rounds": args.rounds,
-         "devices": 1, "dtype": args.dtype},
-    )  # fmt: skip
-    torch_spec = {**common, "steps": args.chunk * args.repeats, "rounds": args.rounds,
-                  "warmup": args.torch_warmup, "threads": args.threads}  # fmt: skip
+        "benchmarks.bench_jax", {**_jax_spec(args, data, model, strategy, batch), "devices": 1}
+    )
+    torch_spec = {**_train_spec(args, data, model, strategy, batch),
+                  "steps": args.chunk * args.repeats, "warmup": args.torch_warmup,
+                  "threads": args.threads}  # fmt: skip
     row["notes"] = worker(
         "benchmarks.bench_torch", {**torch_spec, "implementation": "notes", "compile": False}
     )
@@ -197,10 +211,7 @@ def measure_sweep(
     `one_device`: the row's jaxgan measurement, which is the sweep's 1-device point (the same
     worker and settings), so it is not measured twice.
     """
-    spec = {"task": "train", "model": model, "strategy": strategy, "batch_size": batch,
-            "data": str(data), "device": args.device, "tf32": args.tf32,
-            "chunk": args.chunk, "repeats": args.repeats, "rounds": args.rounds,
-            "dtype": args.dtype}  # fmt: skip
+    spec = _jax_spec(args, data, model, strategy, batch)
     points = []
     for n in args.sweep:
         if n == 1 and one_device is not None:  # without what measure_row added to it

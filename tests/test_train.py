@@ -32,6 +32,7 @@ from jaxgan.training import (
     train,
 )
 from jaxgan.training.checkpoint import MANIFEST
+from jaxgan.training.distributed import DataParallel
 from jaxgan.training.logs import plot_losses
 
 ROOT = Path(__file__).parents[1]
@@ -421,8 +422,6 @@ def _parameter_copies(compiled) -> list[str]:
 def test_the_chunk_updates_parameters_in_place_and_computes_the_same_state():
     # XLA's default copy insertion copies every weight matrix once per step inside the chunk's
     # loop (the MLP: 12 to 13 of them); the CPU option removes them and must change no bit.
-    from jaxgan.training.distributed import DataParallel
-
     config = small(strategy="shared_joint", batch_size=16, log_every=2)
     dp = DataParallel.create(1)
     built = jaxgan.training.run.Run.build(config, dp.size)

@@ -439,7 +439,8 @@ def test_the_chunk_updates_parameters_in_place_and_computes_the_same_state():
         return _parameter_copies(compiled), compiled(*args)
 
     copies, out = chunk(None)
-    copies_default, out_default = chunk({"xla_cpu_copy_insertion_use_region_analysis": False})
+    cpu_options = jaxgan.training.run.chunk_compiler_options("cpu")
+    copies_default, out_default = chunk({name: False for name in cpu_options})
     chex.assert_trees_all_equal(out, out_default)
     if platform == "cpu":
         assert len(copies_default) >= 8, copies_default  # the check sees what it looks for
